@@ -1,0 +1,67 @@
+# MangakAI: `make run` (a whole generation on the local stack) and `make test` (every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STACK_DIR := .run
+STORY ?= samples/en/the_lighthouse_keeper.txt
+PANELS ?= 6
+
+.PHONY: install run up down status test unit integration lint typecheck proto check-proto bench clean
+
+$(STAMP): pyproject.toml scripts/install-system-deps.sh
+	./scripts/install-system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local,dev,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole mesh, send the sample story through the gateway, leave a PDF in out/.
+run: install
+	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
+	$(BIN)/mangakai generate $(STORY) --panels $(PANELS) --out out/manga.pdf --images-dir out/panels
+	@echo "The mesh is still running (make down stops it)."
+
+## Start the mesh and leave it running for other clients.
+up: install
+	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m mangakai_devstack down --dir $(STACK_DIR); fi
+
+status: install
+	$(BIN)/python -m mangakai_devstack status --dir $(STACK_DIR)
+
+## Every test: static checks, unit tests, integration tests against real servers.
+test: install check-proto lint
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Regenerate gen/python from proto/ (the output is committed).
+proto: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python scripts/gen_proto.py
+
+## Fail when proto/ does not lint or gen/python is stale.
+check-proto: install
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python scripts/gen_proto.py --check
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: down
+	rm -rf $(VENV) $(STACK_DIR) out *.egg-info

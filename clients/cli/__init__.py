@@ -1,0 +1,1 @@
+"""The mangakai command-line client."""

@@ -1,0 +1,1 @@
+"""The public API: gRPC and gRPC-Web, sessions, validation, live job streams."""

@@ -1,0 +1,59 @@
+"""Entry point: `python -m mangakai_gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+
+from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
+from mangakai_gateway.servicer import JobServicer, SessionServicer
+from mangakai_gateway.sessions import SessionStore
+from mangakai_gateway.settings import GatewaySettings
+from mangakai_gateway.urls import UrlSigner
+from mangakai_gateway.watch import JobEventHub
+from mangakai_runtime.blobs import BlobClient
+from mangakai_runtime.clients import channel
+from mangakai_runtime.database import apply_migrations, create_pool
+from mangakai_runtime.server import ServiceMain
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def main() -> None:
+    settings = GatewaySettings.from_env()
+    service = ServiceMain("gateway", settings)
+    service.setup()
+    pool = await create_pool(settings.database_url)
+    await apply_migrations(pool, "gateway", MIGRATIONS)
+    nc = await nats.connect(settings.nats_url, name="gateway", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    orchestrator_channel = channel(settings.orchestrator_addr)
+    orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
+    blobs = BlobClient(settings.storage_addr)
+    sessions = SessionStore(pool)
+    hub = JobEventHub(nc.jetstream(), idle_seconds=settings.watch_idle_seconds)
+    signer = UrlSigner(blobs, settings.url_ttl_seconds)
+
+    async def close() -> None:
+        await hub.close()
+        await nc.drain()
+        await orchestrator_channel.close()
+        await blobs.close()
+        await pool.close()
+
+    service.on_shutdown.append(close)
+    await service.serve(
+        [
+            (sessions_pb2_grpc.add_SessionServiceServicer_to_server, SessionServicer(sessions), "mangakai.v1.SessionService"),
+            (
+                jobs_pb2_grpc.add_JobServiceServicer_to_server,
+                JobServicer(sessions, orchestrator, hub, signer, settings),
+                "mangakai.v1.JobService",
+            ),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,156 @@
+"""The public API: SessionService and JobService.
+
+Each method authenticates the caller, validates the request (INVALID_ARGUMENT
+naming the field, before anything is written) and forwards it to the
+orchestrator on behalf of the caller's session; image references in answers
+get signed URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from mangakai.v1 import (
+    common_pb2,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    orchestrator_pb2,
+    orchestrator_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+)
+from mangakai_gateway import validation
+from mangakai_gateway.ratelimit import RateLimiter
+from mangakai_gateway.sessions import SessionStore
+from mangakai_gateway.settings import GatewaySettings
+from mangakai_gateway.urls import UrlSigner
+from mangakai_gateway.watch import JobEventHub
+from mangakai_runtime.clients import SESSION_METADATA_KEY
+from mangakai_runtime.log import job_id_var
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+TERMINAL = (
+    common_pb2.Job.State.STATE_COMPLETED,
+    common_pb2.Job.State.STATE_FAILED,
+    common_pb2.Job.State.STATE_CANCELLED,
+)
+
+
+class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+    """Hands out anonymous sessions."""
+
+    def __init__(self, sessions: SessionStore) -> None:
+        self._sessions = sessions
+
+    async def CreateSession(
+        self, request: sessions_pb2.CreateSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        validation.create_session(request)
+        return await self._sessions.create(request.client)
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    """The jobs API, scoped to the caller's session."""
+
+    def __init__(
+        self,
+        sessions: SessionStore,
+        orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub,
+        hub: JobEventHub,
+        signer: UrlSigner,
+        settings: GatewaySettings,
+    ) -> None:
+        self._sessions = sessions
+        self._orchestrator = orchestrator
+        self._hub = hub
+        self._signer = signer
+        self._timeout = settings.call_timeout_seconds
+        self._export_timeout = settings.export_timeout_seconds
+        self._create_limit = RateLimiter(settings.create_jobs_per_minute, "new jobs")
+
+    async def _as(self, context: Context) -> tuple[uuid.UUID, tuple[tuple[str, str], ...]]:
+        session = await self._sessions.authenticate(context)
+        return session, ((SESSION_METADATA_KEY, str(session)),)
+
+    async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> common_pb2.Job:
+        session, metadata = await self._as(context)
+        validation.create_job(request)
+        self._create_limit.take(session)
+        job: common_pb2.Job = await self._orchestrator.CreateJob(request, metadata=metadata, timeout=self._timeout)
+        return job
+
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> common_pb2.Job:
+        _, metadata = await self._as(context)
+        job_id_var.set(str(validation.job_id(request.name)))
+        job: common_pb2.Job = await self._orchestrator.GetJob(request, metadata=metadata, timeout=self._timeout)
+        return await self._signer.fill_job(job)
+
+    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+        _, metadata = await self._as(context)
+        validation.list_jobs(request)
+        response: jobs_pb2.ListJobsResponse = await self._orchestrator.ListJobs(
+            request, metadata=metadata, timeout=self._timeout
+        )
+        return await self._signer.fill_jobs(response)
+
+    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> common_pb2.Job:
+        _, metadata = await self._as(context)
+        job_id_var.set(str(validation.job_id(request.name)))
+        job: common_pb2.Job = await self._orchestrator.CancelJob(request, metadata=metadata, timeout=self._timeout)
+        return await self._signer.fill_job(job)
+
+    async def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: Context
+    ) -> AsyncIterator[common_pb2.JobEvent]:
+        _, metadata = await self._as(context)
+        job_id = validation.watch_job(request)
+        job_id_var.set(str(job_id))
+        # Also proves the job belongs to the caller (NOT_FOUND otherwise).
+        job: common_pb2.Job = await self._orchestrator.GetJob(
+            jobs_pb2.GetJobRequest(name=request.name), metadata=metadata, timeout=self._timeout
+        )
+        if job.state in TERMINAL and request.after_sequence >= job.last_event_sequence:
+            return
+        async def fill_gap(ident: uuid.UUID, after: int) -> list[common_pb2.JobEvent]:
+            response: orchestrator_pb2.ListJobEventsResponse = await self._orchestrator.ListJobEvents(
+                orchestrator_pb2.ListJobEventsRequest(name=f"jobs/{ident}", after_sequence=after),
+                metadata=metadata,
+                timeout=self._timeout,
+            )
+            return list(response.events)
+
+        async for event in self._hub.watch(job_id, request.after_sequence, fill_gap):
+            yield await self._signer.fill_event(event)
+            # The run in progress when the watch began (or a later one) has ended.
+            if event.terminal and event.sequence >= job.last_event_sequence:
+                return
+
+    async def RegeneratePanel(
+        self, request: jobs_pb2.RegeneratePanelRequest, context: Context
+    ) -> common_pb2.Panel:
+        session, metadata = await self._as(context)
+        job_id_var.set(str(validation.regenerate_panel(request)))
+        self._create_limit.take(session)
+        panel: common_pb2.Panel = await self._orchestrator.RegeneratePanel(
+            request, metadata=metadata, timeout=self._timeout
+        )
+        return await self._signer.fill_panel(panel)
+
+    async def ExportJob(self, request: jobs_pb2.ExportJobRequest, context: Context) -> jobs_pb2.Export:
+        _, metadata = await self._as(context)
+        job_id_var.set(str(validation.export_job(request)))
+        export: jobs_pb2.Export = await self._orchestrator.ExportJob(
+            request, metadata=metadata, timeout=self._export_timeout
+        )
+        signed = await self._signer.sign_keys([export.blob.key])
+        uri, expires = signed[export.blob.key]
+        export.uri = uri
+        export.uri_expire_time.FromSeconds(int(expires))
+        return export

@@ -1,0 +1,25 @@
+"""Settings of the gateway service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mangakai_runtime.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """Environment variables of `python -m mangakai_gateway`."""
+
+    grpc_port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9101, ge=-1, le=65535)
+    database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
+    nats_url: str = Field("nats://127.0.0.1:4222")
+    orchestrator_addr: str = Field("127.0.0.1:50052", description="gRPC target of the orchestrator")
+    storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
+    url_ttl_seconds: int = Field(3600, ge=60, le=604800, description="Validity of the image URLs handed out")
+    call_timeout_seconds: float = Field(30.0, gt=0, description="Deadline of calls to internal services")
+    export_timeout_seconds: float = Field(300.0, gt=0)
+    watch_idle_seconds: float = Field(
+        3.0, gt=0, description="A watch with no new event for this long checks the job store for missed ones"
+    )
+    create_jobs_per_minute: int = Field(60, ge=1, description="CreateJob calls allowed per session per minute")

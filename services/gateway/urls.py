@@ -1,0 +1,62 @@
+"""Signed image URLs: fills `Image.uri` in outgoing messages from the storage service.
+
+URLs are cached until shortly before they expire, so a stream of events to
+many watchers signs each image once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from mangakai.v1 import common_pb2, jobs_pb2
+from mangakai_runtime.blobs import BlobClient
+
+_CACHE_LIMIT = 50_000
+
+
+class UrlSigner:
+    """Puts a signed, expiring download URL into every image reference of a message."""
+
+    def __init__(self, blobs: BlobClient, ttl_seconds: int) -> None:
+        self._blobs = blobs
+        self._ttl = ttl_seconds
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    async def sign_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, float]]:
+        now = time.time()
+        margin = self._ttl / 4
+        wanted = {k for k in keys if k}
+        missing = [k for k in wanted if k not in self._cache or self._cache[k][1] - now < margin]
+        if missing:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            for start in range(0, len(missing), 500):
+                for signed in await self._blobs.sign(missing[start : start + 500], self._ttl):
+                    self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
+        return {k: self._cache[k] for k in wanted}
+
+    async def fill_images(self, images: list[common_pb2.Image]) -> None:
+        signed = await self.sign_keys(i.blob_key for i in images)
+        for image in images:
+            if image.blob_key in signed:
+                image.uri = signed[image.blob_key][0]
+
+    async def fill_job(self, job: common_pb2.Job) -> common_pb2.Job:
+        await self.fill_images([v.image for p in job.panels for v in p.versions if v.HasField("image")])
+        return job
+
+    async def fill_jobs(self, response: jobs_pb2.ListJobsResponse) -> jobs_pb2.ListJobsResponse:
+        await self.fill_images(
+            [v.image for j in response.jobs for p in j.panels for v in p.versions if v.HasField("image")]
+        )
+        return response
+
+    async def fill_panel(self, panel: common_pb2.Panel) -> common_pb2.Panel:
+        await self.fill_images([v.image for v in panel.versions if v.HasField("image")])
+        return panel
+
+    async def fill_event(self, event: common_pb2.JobEvent) -> common_pb2.JobEvent:
+        if event.HasField("panel_finished") and event.panel_finished.version.HasField("image"):
+            await self.fill_images([event.panel_finished.version.image])
+        return event

@@ -1,0 +1,146 @@
+"""Validation of public requests: every violation names its field (google.rpc.BadRequest).
+
+Limits stated in proto/mangakai/v1/jobs.proto are enforced here, before any
+work is done or anything is written.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from PIL import Image, UnidentifiedImageError
+
+from mangakai.v1 import common_pb2, jobs_pb2, sessions_pb2
+from mangakai_runtime.errors import FieldViolation, InvalidArgument
+
+MAX_STORY_CHARS = 20_000
+MAX_PANELS = 24
+MAX_NOTES_CHARS = 1000
+MAX_INSTRUCTION_CHARS = 1000
+MAX_REFERENCE_BYTES = 8 * 1024 * 1024
+MAX_PAGE_SIZE = 100
+REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+_STYLE_ENUMS: dict[str, EnumTypeWrapper] = {
+    "art_style": common_pb2.ArtStyle,
+    "mood": common_pb2.Mood,
+    "color_palette": common_pb2.ColorPalette,
+    "character_style": common_pb2.CharacterStyle,
+    "line_style": common_pb2.LineStyle,
+    "composition": common_pb2.Composition,
+}
+
+
+def _check_enum(violations: list[FieldViolation], field: str, enum: EnumTypeWrapper, value: int) -> None:
+    if value not in enum.DESCRIPTOR.values_by_number:
+        violations.append(FieldViolation(field, f"unknown value {value} for {enum.DESCRIPTOR.full_name}"))
+
+
+def _raise(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def job_id(name: str, field: str = "name") -> uuid.UUID:
+    """The job id of a "jobs/{uuid}" name."""
+    prefix, _, raw = name.partition("/")
+    try:
+        if prefix != "jobs" or len(raw) != 36:
+            raise ValueError(name)
+        return uuid.UUID(raw)
+    except ValueError:
+        raise InvalidArgument([FieldViolation(field, 'must be "jobs/{job_id}" with a UUID job id')]) from None
+
+
+def create_session(request: sessions_pb2.CreateSessionRequest) -> None:
+    if len(request.client) > 100:
+        _raise([FieldViolation("client", "at most 100 characters")])
+
+
+def create_job(request: jobs_pb2.CreateJobRequest) -> None:
+    violations: list[FieldViolation] = []
+    if not request.story.strip():
+        violations.append(FieldViolation("story", "is required and must not be only white space"))
+    elif len(request.story) > MAX_STORY_CHARS:
+        violations.append(
+            FieldViolation("story", f"is {len(request.story)} characters; at most {MAX_STORY_CHARS} are allowed")
+        )
+    if request.panel_count != 0 and not 1 <= request.panel_count <= MAX_PANELS:
+        violations.append(FieldViolation("panel_count", f"must be 1 to {MAX_PANELS} (or 0 for the default of 6)"))
+    for field, enum in _STYLE_ENUMS.items():
+        _check_enum(violations, f"style.{field}", enum, getattr(request.style, field))
+    if len(request.style.notes) > MAX_NOTES_CHARS:
+        violations.append(FieldViolation("style.notes", f"at most {MAX_NOTES_CHARS} characters"))
+    _check_enum(violations, "layout", common_pb2.PageLayout, request.layout)
+    _check_enum(violations, "reading_order", common_pb2.ReadingOrder, request.reading_order)
+    if request.request_id and not _REQUEST_ID.fullmatch(request.request_id):
+        violations.append(FieldViolation("request_id", "1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'"))
+    _raise(violations)
+
+
+def list_jobs(request: jobs_pb2.ListJobsRequest) -> None:
+    violations: list[FieldViolation] = []
+    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+        violations.append(FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}"))
+    if len(request.page_token) > 512:
+        violations.append(FieldViolation("page_token", "not a token returned by ListJobs"))
+    _raise(violations)
+
+
+def watch_job(request: jobs_pb2.WatchJobRequest) -> uuid.UUID:
+    ident = job_id(request.name)
+    if request.after_sequence < 0:
+        _raise([FieldViolation("after_sequence", "must not be negative")])
+    return ident
+
+
+def regenerate_panel(request: jobs_pb2.RegeneratePanelRequest) -> uuid.UUID:
+    violations: list[FieldViolation] = []
+    ident: uuid.UUID | None = None
+    try:
+        ident = job_id(request.name)
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    if not 1 <= request.panel <= MAX_PANELS:
+        violations.append(FieldViolation("panel", f"must be 1 to {MAX_PANELS}"))
+    if not request.instruction.strip():
+        violations.append(FieldViolation("instruction", "is required"))
+    elif len(request.instruction) > MAX_INSTRUCTION_CHARS:
+        violations.append(FieldViolation("instruction", f"at most {MAX_INSTRUCTION_CHARS} characters"))
+    if request.reference_image:
+        problem = reference_image_problem(request.reference_image)
+        if problem:
+            violations.append(FieldViolation("reference_image", problem))
+    _raise(violations)
+    assert ident is not None
+    return ident
+
+
+def reference_image_problem(data: bytes) -> str:
+    """Why the bytes are not an acceptable reference image, or "" when they are."""
+    if len(data) > MAX_REFERENCE_BYTES:
+        return f"is {len(data)} bytes; at most {MAX_REFERENCE_BYTES} (8 MiB) are allowed"
+    try:
+        with Image.open(io.BytesIO(data), formats=REFERENCE_FORMATS) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return "must be a PNG, JPEG or WebP image"
+    return ""
+
+
+def export_job(request: jobs_pb2.ExportJobRequest) -> uuid.UUID:
+    violations: list[FieldViolation] = []
+    ident: uuid.UUID | None = None
+    try:
+        ident = job_id(request.name)
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    if request.format not in (common_pb2.EXPORT_FORMAT_PDF, common_pb2.EXPORT_FORMAT_CBZ):
+        violations.append(FieldViolation("format", "must be EXPORT_FORMAT_PDF or EXPORT_FORMAT_CBZ"))
+    _raise(violations)
+    assert ident is not None
+    return ident

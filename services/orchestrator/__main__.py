@@ -1,0 +1,65 @@
+"""Entry point: `python -m mangakai_orchestrator`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from mangakai.v1 import orchestrator_pb2_grpc
+from mangakai_orchestrator import events
+from mangakai_orchestrator.clients import Backends
+from mangakai_orchestrator.runner import JobRunner
+from mangakai_orchestrator.servicer import OrchestratorServicer
+from mangakai_orchestrator.settings import OrchestratorSettings
+from mangakai_orchestrator.store import JobStore
+from mangakai_orchestrator.worker import JobWorker, StaleJobSweeper
+from mangakai_runtime.database import apply_migrations, create_pool
+from mangakai_runtime.server import ServiceMain
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def main() -> None:
+    settings = OrchestratorSettings.from_env()
+    service = ServiceMain("orchestrator", settings)
+    service.setup()
+    pool = await create_pool(settings.database_url, max_size=20)
+    await apply_migrations(pool, "orchestrator", MIGRATIONS)
+    nc = await events.connect(settings.nats_url, "orchestrator")
+    js = nc.jetstream()
+    await events.ensure_streams(
+        js,
+        event_max_age_seconds=settings.event_retention_days * 86400,
+        ack_wait_seconds=settings.ack_wait_seconds,
+    )
+    store = JobStore(pool)
+    backends = Backends(settings.renderer_addr, settings.storage_addr)
+    relay = events.EventRelay(js, store.relay_events, store.jobs_with_unpublished_events)
+    runner = JobRunner(store, backends, relay, nc, settings)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    worker = JobWorker(js, store, runner, relay, settings, owner)
+    sweeper = StaleJobSweeper(js, store, settings)
+    servicer = OrchestratorServicer(store, backends, relay, nc, js)
+
+    async def close() -> None:
+        await nc.drain()
+        await backends.close()
+        await pool.close()
+
+    service.on_shutdown.append(close)
+    await service.serve(
+        [
+            (
+                orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server,
+                servicer,
+                "mangakai.v1.OrchestratorService",
+            )
+        ],
+        background=[relay.run, worker.run, sweeper.run],
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

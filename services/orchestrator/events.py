@@ -1,0 +1,155 @@
+"""Job events and work on NATS JetStream: stream set-up, the event relay, work and control subjects.
+
+Subjects:
+- `mangakai.jobs.{job_id}.events` (stream MANGAKAI_JOB_EVENTS, limits retention): a job's events in
+  sequence order, replayed and tailed by WatchJob.
+- `mangakai.work.jobs` (stream MANGAKAI_WORK, work-queue retention): one message per job run,
+  consumed by the durable pull consumer every orchestrator replica shares.
+- `mangakai.jobs.{job_id}.control` (core NATS): tells the worker running a job to stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+from mangakai.v1 import common_pb2
+from mangakai_runtime.telemetry import inject_headers
+
+log = logging.getLogger(__name__)
+
+EVENTS_STREAM = "MANGAKAI_JOB_EVENTS"
+WORK_STREAM = "MANGAKAI_WORK"
+WORK_SUBJECT = "mangakai.work.jobs"
+WORK_CONSUMER = "orchestrator"
+
+
+def events_subject(job_id: uuid.UUID | str) -> str:
+    return f"mangakai.jobs.{job_id}.events"
+
+
+def control_subject(job_id: uuid.UUID | str) -> str:
+    return f"mangakai.jobs.{job_id}.control"
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connects to NATS, reconnecting forever in the background after the first success."""
+    return await nats.connect(
+        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
+    )
+
+
+async def ensure_streams(js: JetStreamContext, *, event_max_age_seconds: float, ack_wait_seconds: float) -> None:
+    """Creates (or updates) the streams and the shared work consumer."""
+    streams = [
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=["mangakai.jobs.*.events"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=event_max_age_seconds,
+            duplicate_window=120,
+        ),
+        StreamConfig(
+            name=WORK_STREAM,
+            subjects=[WORK_SUBJECT],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=120,
+        ),
+    ]
+    for config in streams:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    consumer = ConsumerConfig(
+        durable_name=WORK_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_seconds,
+        deliver_policy=DeliverPolicy.ALL,
+        max_deliver=-1,
+        filter_subject=WORK_SUBJECT,
+        max_ack_pending=10_000,
+    )
+    try:
+        await js.add_consumer(WORK_STREAM, consumer)
+    except BadRequestError:
+        log.info("work consumer exists; keeping its configuration")
+
+
+async def publish_work(js: JetStreamContext, job_id: uuid.UUID, run: int, *, dedupe_suffix: str = "") -> None:
+    """Queues one run of a job. The message id makes a repeated publish of the same run a no-op."""
+    headers = inject_headers({"Nats-Msg-Id": f"{job_id}:{run}{dedupe_suffix}"})
+    await js.publish(WORK_SUBJECT, str(job_id).encode(), headers=headers, timeout=5)
+
+
+class EventRelay:
+    """Publishes stored job events to JetStream, in order, as soon as they are written.
+
+    `kick(job_id)` publishes a job's new events now; a periodic sweep catches any
+    left behind by a process that died between writing and publishing.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        relay: Callable[[uuid.UUID, Callable[[common_pb2.JobEvent], Awaitable[None]]], Awaitable[int]],
+        unpublished: Callable[[], Awaitable[list[uuid.UUID]]],
+        *,
+        sweep_seconds: float = 1.0,
+    ) -> None:
+        self._js = js
+        self._relay = relay
+        self._unpublished = unpublished
+        self._sweep_seconds = sweep_seconds
+        self._kicked: set[uuid.UUID] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+
+    def kick(self, job_id: uuid.UUID) -> None:
+        self._kicked.add(job_id)
+        self._wake.set()
+
+    async def publish(self, event: common_pb2.JobEvent) -> None:
+        job_id = event.job.removeprefix("jobs/")
+        headers = inject_headers({"Nats-Msg-Id": f"{job_id}:{event.sequence}"})
+        await self._js.publish(events_subject(job_id), event.SerializeToString(), headers=headers, timeout=5)
+
+    async def run(self) -> None:
+        last_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_seconds)
+            self._wake.clear()
+            jobs = list(self._kicked)
+            self._kicked.clear()
+            if loop.time() - last_sweep >= self._sweep_seconds:
+                last_sweep = loop.time()
+                try:
+                    jobs.extend(j for j in await self._unpublished() if j not in jobs)
+                except Exception:
+                    log.exception("event sweep failed")
+            for job_id in jobs:
+                try:
+                    await self._relay(job_id, self.publish)
+                except Exception:
+                    # Left unpublished; the next sweep retries in order.
+                    log.warning("relaying events of job %s failed; will retry", job_id, exc_info=True)

@@ -1,0 +1,222 @@
+"""The job state machine: runs one claimed job from where it stands to a terminal state.
+
+QUEUED → PLANNING → RENDERING → COMPLETED | FAILED | CANCELLED. A job taken
+over after a crash resumes: a stored plan is not planned again, and panels
+already drawn are not drawn again (the renderer also returns an existing
+output blob instead of drawing it twice). Panels are drawn in parallel, at
+most `render_concurrency` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from mangakai.v1 import common_pb2, renderer_pb2
+from mangakai_orchestrator.clients import Backends
+from mangakai_orchestrator.events import EventRelay, control_subject
+from mangakai_orchestrator.metrics import JOBS_FINISHED, PANEL_RENDER_SECONDS, PANELS_FINISHED
+from mangakai_orchestrator.settings import OrchestratorSettings
+from mangakai_orchestrator.store import ClaimedJob, JobStore, PendingVersion, job_name
+from mangakai_runtime.errors import error_info
+
+log = logging.getLogger(__name__)
+
+JobState = common_pb2.Job.State
+
+# Renderer failures worth another try: the call never completed or the service was overloaded.
+_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def panel_blob_key(job_id: uuid.UUID, number: int, version: int) -> str:
+    return f"jobs/{job_id}/panels/{number:02d}/v{version}.png"
+
+
+def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
+    """The server's RetryInfo delay when given, else jittered exponential backoff."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return float(info.retry_delay.ToTimedelta().total_seconds()) + random.uniform(0, 0.25)
+    return float(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def _describe(error: grpc.aio.AioRpcError) -> str:
+    info = error_info(error)
+    details = error.details() or error.code().name
+    return f"{info.reason}: {details}" if info is not None and info.reason else details
+
+
+class PlanningError(Exception):
+    """The story could not be planned."""
+
+
+class JobRunner:
+    """Drives claimed jobs through their states."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        backends: Backends,
+        relay: EventRelay,
+        nc: NATS,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self._store = store
+        self._backends = backends
+        self._relay = relay
+        self._nc = nc
+        self._settings = settings
+
+    async def _emit(self, job_id: uuid.UUID, event: Awaitable[common_pb2.JobEvent | None]) -> None:
+        if await event is not None:
+            self._relay.kick(job_id)
+
+    async def run(self, job: ClaimedJob) -> None:
+        """Runs the job to a terminal state (or raises, leaving it to be taken over)."""
+        cancelled = asyncio.Event()
+
+        async def on_control(_msg: Msg) -> None:
+            cancelled.set()
+
+        subscription = await self._nc.subscribe(control_subject(job.id), cb=on_control)
+        poller = asyncio.create_task(self._poll_cancel(job.id, cancelled))
+        try:
+            work = asyncio.create_task(self._advance(job, cancelled))
+            stop = asyncio.create_task(cancelled.wait())
+            if job.cancel_requested:
+                cancelled.set()
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                stop.cancel()
+                final = work.result()
+                if final is not None:
+                    JOBS_FINISHED.labels(JobState.Name(final)).inc()
+                return
+            # Cancelled: stop drawing for real, then record the end.
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            await self._emit(job.id, self._store.finish_job(job.id, cancelled=True))
+            JOBS_FINISHED.labels(JobState.Name(JobState.STATE_CANCELLED)).inc()
+            log.info("job %s cancelled", job.id)
+        finally:
+            poller.cancel()
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _poll_cancel(self, job_id: uuid.UUID, cancelled: asyncio.Event) -> None:
+        """Backs up the control subject: a cancel published before we subscribed is still seen."""
+        while not cancelled.is_set():
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                if await self._store.cancel_requested(job_id):
+                    cancelled.set()
+
+    async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> int | None:
+        plan = job.plan
+        if plan is None:
+            await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_PLANNING))
+            try:
+                plan = await self._plan(job)
+            except PlanningError as exc:
+                await self._emit(job.id, self._store.finish_job(job.id, reason=f"planning failed: {exc}"))
+                return JobState.STATE_FAILED
+            await self._emit(job.id, self._store.save_plan(job.id, plan))
+        else:
+            await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_RENDERING))
+        pending = await self._store.pending_versions(job.id)
+        slots = asyncio.Semaphore(self._settings.render_concurrency)
+        async with asyncio.TaskGroup() as group:
+            for version in pending:
+                group.create_task(self._render(job, plan, version, slots, cancelled))
+        event = await self._store.finish_job(job.id)
+        self._relay.kick(job.id)
+        log.info("job %s finished %s", job.id, JobState.Name(event.job_state))
+        return event.job_state
+
+    async def _plan(self, job: ClaimedJob) -> common_pb2.ScenePlan:
+        request = renderer_pb2.PlanStoryRequest(story=job.story, panel_count=job.panel_count, style=job.style)
+        for attempt in range(self._settings.render_attempts):
+            try:
+                plan: common_pb2.ScenePlan = await self._backends.renderer.PlanStory(
+                    request, timeout=self._settings.plan_timeout_seconds
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
+                    await asyncio.sleep(_retry_delay(exc, attempt))
+                    continue
+                raise PlanningError(_describe(exc)) from exc
+            if len(plan.scenes) != job.panel_count:
+                raise PlanningError(f"the plan has {len(plan.scenes)} scenes, {job.panel_count} were asked for")
+            return plan
+        raise PlanningError("no attempts left")
+
+    async def _render(
+        self,
+        job: ClaimedJob,
+        plan: common_pb2.ScenePlan,
+        pending: PendingVersion,
+        slots: asyncio.Semaphore,
+        cancelled: asyncio.Event,
+    ) -> None:
+        async with slots:
+            if cancelled.is_set():
+                return
+            await self._emit(job.id, self._store.start_version(job.id, pending.number, pending.version))
+            references = [k for k in (pending.reference_blob_key, pending.previous_image_key) if k]
+            request = renderer_pb2.RenderPanelRequest(
+                job=job_name(job.id),
+                scene=pending.scene,
+                characters=plan.characters,
+                style=job.style,
+                instruction=pending.instruction,
+                reference_blob_keys=references,
+                output_blob_key=panel_blob_key(job.id, pending.number, pending.version),
+                language=plan.language,
+            )
+            started = time.perf_counter()
+            for attempt in range(self._settings.render_attempts):
+                try:
+                    response: renderer_pb2.RenderPanelResponse = await self._backends.renderer.RenderPanel(
+                        request, timeout=self._settings.render_timeout_seconds
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
+                        await asyncio.sleep(_retry_delay(exc, attempt))
+                        continue
+                    reason = _describe(exc)
+                    log.warning("panel %d of job %s failed: %s", pending.number, job.id, reason)
+                    PANELS_FINISHED.labels("failed").inc()
+                    await self._emit(
+                        job.id, self._store.fail_version(job.id, pending.number, pending.version, reason)
+                    )
+                    return
+                if not response.image.blob_key:
+                    await self._emit(
+                        job.id,
+                        self._store.fail_version(
+                            job.id, pending.number, pending.version, "the renderer returned no image"
+                        ),
+                    )
+                    return
+                PANEL_RENDER_SECONDS.labels(response.backend or "unknown").observe(time.perf_counter() - started)
+                PANELS_FINISHED.labels("drawn").inc()
+                await self._emit(
+                    job.id, self._store.finish_version(job.id, pending.number, pending.version, response.image)
+                )
+                return

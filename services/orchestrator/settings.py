@@ -1,0 +1,31 @@
+"""Settings of the orchestrator service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mangakai_runtime.settings import ServiceSettings
+
+
+class OrchestratorSettings(ServiceSettings):
+    """Environment variables of `python -m mangakai_orchestrator`."""
+
+    grpc_port: int = Field(50052, ge=0, le=65535)
+    metrics_port: int = Field(9102, ge=-1, le=65535)
+    database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
+    nats_url: str = Field("nats://127.0.0.1:4222")
+    renderer_addr: str = Field("127.0.0.1:50053", description="gRPC target of the renderer")
+    storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
+    render_concurrency: int = Field(4, ge=1, le=64, description="Panels of one job drawn at the same time")
+    max_active_jobs: int = Field(16, ge=1, le=1000, description="Jobs this replica runs at the same time")
+    ack_wait_seconds: float = Field(
+        30.0, gt=0, description="How long a job is held without a heartbeat before another replica takes it"
+    )
+    max_job_attempts: int = Field(5, ge=1, description="Deliveries of a job before it is failed for good")
+    plan_timeout_seconds: float = Field(180.0, gt=0)
+    render_timeout_seconds: float = Field(300.0, gt=0)
+    render_attempts: int = Field(3, ge=1, le=10, description="Tries per panel on transient renderer errors")
+    stale_job_seconds: float = Field(
+        300.0, gt=0, description="An active job nobody holds for this long is queued again"
+    )
+    event_retention_days: float = Field(30.0, gt=0)

@@ -1,0 +1,1 @@
+"""The renderer service: plans stories into scenes and draws manga panels and pages."""

@@ -1,0 +1,30 @@
+"""Settings of the renderer service."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mangakai_runtime.settings import ServiceSettings
+
+
+class RendererSettings(ServiceSettings):
+    """Environment variables of `python -m mangakai_renderer`."""
+
+    grpc_port: int = Field(50053, ge=0, le=65535)
+    metrics_port: int = Field(9103, ge=-1, le=65535)
+    storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
+    renderer_backend: Literal["auto", "local", "gemini", "fixed-latency"] = Field(
+        "auto", description="auto: Gemini when GEMINI_API_KEY is set, else local"
+    )
+    gemini_api_key: str = Field("", repr=False)
+    gemini_base_url: str = Field("", description="Overrides the Gemini API endpoint (tests point it at a fake)")
+    gemini_plan_model: str = "gemini-3.8-flash"
+    gemini_image_model: str = "gemini-3.1-flash-image"
+    gemini_timeout_seconds: float = Field(120.0, gt=0)
+    render_concurrency: int = Field(8, ge=1, le=256, description="Panels this replica draws at the same time")
+    panel_size: int = Field(1024, ge=256, le=4096, description="Edge of a local panel in pixels")
+    fixed_latency_ms: int = Field(
+        0, ge=0, description="fixed-latency backend only: how long each panel takes (benchmarks)"
+    )

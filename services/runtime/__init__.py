@@ -1,0 +1,1 @@
+"""The small runtime library every service shares: settings, logging, telemetry, gRPC bootstrap, errors."""

@@ -1,0 +1,152 @@
+"""The gRPC server bootstrap every service uses.
+
+`create_server` builds an aio server with the error, metrics and tracing
+interceptors, the standard health service and reflection, bound to the given
+port (0 picks a free one; tests rely on that). `serve` runs a service until
+SIGTERM/SIGINT and then shuts it down in order: health NOT_SERVING, stop
+taking work, drain, close clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from mangakai_runtime.errors import ErrorInterceptor
+from mangakai_runtime.log import configure_logging
+from mangakai_runtime.settings import ServiceSettings
+from mangakai_runtime.telemetry import MetricsInterceptor, configure_tracing, start_metrics_server
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class Server:
+    """A started gRPC server with its health servicer and bound port."""
+
+    grpc_server: grpc.aio.Server
+    health: HealthServicer
+    port: int
+    service_names: list[str]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+
+async def create_server(
+    registrations: Iterable[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Server:
+    """Builds and starts a server.
+
+    `registrations` are (add_XServicer_to_server, servicer, full service name)
+    triples, e.g. `(jobs_pb2_grpc.add_JobServiceServicer_to_server, servicer,
+    "mangakai.v1.JobService")`.
+    """
+    server = grpc.aio.server(
+        interceptors=[aio_server_interceptor(), MetricsInterceptor(), ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    names: list[str] = []
+    for add, servicer, name in registrations:
+        add(servicer, server)
+        names.append(name)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind gRPC server to {host}:{port}")
+    await server.start()
+    result = Server(server, health, bound, names)
+    await result.set_serving(True)
+    return result
+
+
+@dataclass
+class ServiceMain:
+    """Runs a service process: logging, tracing, metrics, server, shutdown hooks."""
+
+    name: str
+    settings: ServiceSettings
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+    def setup(self) -> None:
+        configure_logging(self.name, self.settings.log_level, self.settings.log_format)
+        configure_tracing(self.name)
+
+    async def serve(
+        self,
+        registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
+        *,
+        background: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
+        metrics_port = -1
+        if self.settings.metrics_port >= 0:
+            metrics_port = start_metrics_server(self.settings.metrics_port)
+        server = await create_server(registrations, host=self.settings.grpc_host, port=self.settings.grpc_port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(job(), name=f"{self.name}-background") for job in background]
+        self._write_ready_file({"grpc_port": server.port, "metrics_port": metrics_port, **self.extra_ports})
+        log.info("%s serving gRPC on %s:%d (metrics %d)", self.name, self.settings.grpc_host, server.port, metrics_port)
+        stop_wait = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_wait and task.exception() is not None:
+                log.error("background task failed; shutting down", exc_info=task.exception())
+        log.info("%s shutting down", self.name)
+        await server.set_serving(False)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await server.grpc_server.stop(self.settings.shutdown_grace_seconds)
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        stop_wait.cancel()
+        log.info("%s stopped", self.name)
+
+    def _write_ready_file(self, ports: dict[str, int]) -> None:
+        path: Path | None = self.settings.ready_file
+        if path is None:
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), **ports}))
+        tmp.replace(path)

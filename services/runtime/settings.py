@@ -1,0 +1,39 @@
+"""Settings every service shares, read from the environment.
+
+Each service subclasses `ServiceSettings` with its own fields; a missing or
+malformed value stops the process at start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings of one service process (environment variables, case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    grpc_host: str = Field("127.0.0.1", description="Address the gRPC server binds to; '[::]' in containers.")
+    grpc_port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_port: int = Field(-1, ge=-1, le=65535, description="Prometheus port; 0 picks a free one, -1 disables.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    shutdown_grace_seconds: float = Field(10.0, gt=0)
+    ready_file: Path | None = Field(
+        None, description="When set, the bound ports are written here as JSON once the service is serving."
+    )
+
+    @classmethod
+    def from_env(cls) -> Self:
+        """Reads the settings, exiting with a readable message when they are invalid."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+            sys.exit(f"invalid settings for {cls.__name__}:\n" + "\n".join(lines))

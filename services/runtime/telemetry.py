@@ -1,0 +1,143 @@
+"""Metrics and traces: Prometheus metrics over HTTP and OpenTelemetry tracing.
+
+Tracing is configured from the standard OTEL_* environment variables: spans
+are exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces
+variant) is set and the exporter package is installed; otherwise spans are
+created (so trace ids reach the logs and NATS headers) but not exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import prometheus_client
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+log = logging.getLogger(__name__)
+
+GRPC_HANDLED = prometheus_client.Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by service, method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_LATENCY = prometheus_client.Histogram(
+    "grpc_server_handling_seconds",
+    "Time to handle an RPC (for streams: until the stream ends).",
+    ["grpc_service", "grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+def configure_tracing(service: str) -> None:
+    """Installs the global tracer provider for this process."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed")
+        else:
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The current trace context as message headers (W3C traceparent)."""
+    carrier = dict(headers or {})
+    propagate.inject(carrier)
+    return carrier
+
+
+def extract_context(headers: Mapping[str, str] | None) -> Any:
+    """The trace context carried by message headers."""
+    return propagate.extract(dict(headers or {}))
+
+
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
+    """Serves /metrics in a background thread; returns the bound port."""
+    server, _thread = prometheus_client.start_http_server(port, addr=host)
+    return int(server.server_port)
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2)
+    return service, name
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts RPCs by service, method and code, and records their latency."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, method = _split(handler_call_details.method)
+
+        def record(started: float, context: grpc.aio.ServicerContext[Any, Any], failed: bool) -> None:
+            code = context.code()
+            if code is None:
+                code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            GRPC_HANDLED.labels(service, method, name).inc()
+            GRPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started, failed = time.perf_counter(), True
+                try:
+                    result = await inner_uu(request, context)
+                    failed = False
+                    return result
+                finally:
+                    record(started, context, failed)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                started, failed = time.perf_counter(), True
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                    failed = False
+                finally:
+                    record(started, context, failed)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                started, failed = time.perf_counter(), True
+                try:
+                    result = await inner_su(requests, context)
+                    failed = False
+                    return result
+                finally:
+                    record(started, context, failed)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

@@ -1,0 +1,1 @@
+"""Blob storage on local disk or S3, with signed URLs."""

@@ -1,0 +1,270 @@
+"""Command line for the local stack (`make up`, `make down`, `make run`).
+
+    python -m mangakai_devstack up     [--dir .run]   start detached, write <dir>/stack.json, print the gateway address
+    python -m mangakai_devstack down   [--dir .run]   stop what stack.json (or the ready files) name
+    python -m mangakai_devstack status [--dir .run]   show each component and whether it is alive
+    python -m mangakai_devstack run    [--dir .run]   like up, but in the foreground until Ctrl-C
+
+`down` and `status` run in a different process from the one that started the
+stack, so they work from pids; a pid is signalled only when its command line
+is still the program we started (pids get reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from mangakai_devstack.nats import NatsError
+from mangakai_devstack.postgres import PostgresError, PostgresServer
+from mangakai_devstack.processes import command_line, is_alive, log_tail, stop_pid
+from mangakai_devstack.services import ServiceStartError, check_health
+from mangakai_devstack.stack import SERVICE_MODULES, SERVICE_ORDER, Stack
+
+STATE_FILE = "stack.json"
+STOP_TIMEOUT = 15.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    directory = Path(args.dir).absolute()
+    if args.command == "up":
+        return up(directory, _modules(args.module))
+    if args.command == "run":
+        return run(directory, _modules(args.module))
+    if args.command == "down":
+        return down(directory)
+    return status(directory)
+
+
+def up(directory: Path, modules: Mapping[str, str]) -> int:
+    state = _read_state(directory)
+    if state is not None:
+        if _all_alive(state):
+            _say(f"stack already up in {directory}")
+            print(state["gateway_address"])
+            return 0
+        _say(f"stack in {directory} is partly down; stopping what is left first")
+        down(directory)
+    stack = _start(directory, modules)
+    if stack is None:
+        return 1
+    _say(
+        f"stack up in {directory}: logs in {directory / 'logs'}; stop with: python -m mangakai_devstack down"
+    )
+    print(stack.gateway_address)
+    return 0
+
+
+def run(directory: Path, modules: Mapping[str, str]) -> int:
+    """Starts the stack and keeps it until SIGINT/SIGTERM or until a component dies."""
+    if (state := _read_state(directory)) is not None and _all_alive(state):
+        _say(f"a stack is already up in {directory}; stop it first (python -m mangakai_devstack down)")
+        return 1
+    if state is not None:
+        down(directory)
+    stack = _start(directory, modules)
+    if stack is None:
+        return 1
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    _say(f"gateway at {stack.gateway_address}; logs in {directory / 'logs'}; Ctrl-C stops the stack")
+    code = 0
+    try:
+        while True:
+            time.sleep(0.5)
+            dead = [name for name, service in stack.services.items() if not service.is_running()]
+            if dead or not stack.nats.is_running():
+                for name in dead:
+                    service = stack.service(name)
+                    _say(f"{name} exited with {service.returncode}:\n{log_tail(service.log_path, 20)}")
+                if not stack.nats.is_running():
+                    _say(f"nats-server exited:\n{log_tail(stack.nats.log_path, 20)}")
+                code = 1
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the orderly stop short
+        _say("stopping the stack")
+        stack.stop(STOP_TIMEOUT)
+        (directory / STATE_FILE).unlink(missing_ok=True)
+    return code
+
+
+def down(directory: Path) -> int:
+    """Stops the services (reverse order), NATS, then PostgreSQL; removes stack.json."""
+    state = _read_state(directory) or {}
+    services: dict[str, Any] = state.get("services") or _services_from_ready_files(directory)
+    stopped: list[str] = []
+    for name in reversed(list(services)):
+        pid, module = services[name].get("pid"), services[name].get("module") or SERVICE_MODULES.get(name, "")
+        if isinstance(pid, int) and _is_our_service(pid, module):
+            stop_pid(pid, STOP_TIMEOUT)
+            stopped.append(name)
+    nats_pids = [state["nats"]["pid"]] if state.get("nats", {}).get("owned") else []
+    if not state:
+        nats_pids = [
+            int(p.stem.rsplit("_", 1)[-1]) for p in (directory / "nats" / "ports").glob("nats-server_*.ports")
+        ]
+    for pid in nats_pids:
+        if isinstance(pid, int) and _is_nats(pid):
+            stop_pid(pid, STOP_TIMEOUT)
+            stopped.append("nats")
+    if state.get("postgres", {"owned": True}).get("owned"):
+        postgres = PostgresServer(directory / "pg")
+        if postgres.is_running():
+            postgres.stop(STOP_TIMEOUT)
+            stopped.append("postgres")
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    _say(f"stopped {', '.join(stopped)}" if stopped else f"nothing was running in {directory}")
+    return 0
+
+
+def status(directory: Path) -> int:
+    state = _read_state(directory)
+    if state is None:
+        _say(f"no stack in {directory} (no {STATE_FILE})")
+        return 1
+    rows = [("postgres", state["postgres"]["pid"], _postgres_alive(state), state["database_url"])]
+    rows.append(("nats", state["nats"]["pid"], _nats_alive(state), state["nats"]["url"]))
+    for name, service in state["services"].items():
+        where = service["address"] + (f"  http {state['storage_http_url']}" if name == "storage" else "")
+        rows.append((name, service["pid"], _service_alive(service), where))
+    for name, pid, alive, where in rows:
+        print(f"{name:<13} {'up' if alive else 'DOWN':<5} pid {pid!s:<8} {where}")
+    print(f"gateway: {state['gateway_address']}   logs: {Path(state['base_dir']) / 'logs'}")
+    return 0 if all(alive for _, _, alive, _ in rows) else 1
+
+
+# Helpers
+
+
+def _start(directory: Path, modules: Mapping[str, str]) -> Stack | None:
+    stack = Stack(directory, durable=True, detach=True, modules=modules)
+    try:
+        stack.start()
+    except (ServiceStartError, PostgresError, NatsError) as exc:
+        _say(f"the stack did not start: {exc}")
+        return None
+    _write_state(directory, stack.describe())
+    return stack
+
+
+def _read_state(directory: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(directory / STATE_FILE)
+
+
+def _services_from_ready_files(directory: Path) -> dict[str, Any]:
+    """What an interrupted `up` left without a stack.json: pids from the ready files."""
+    found: dict[str, Any] = {}
+    for name in SERVICE_ORDER:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            found[name] = {"pid": json.loads((directory / "run" / f"{name}.ready").read_text())["pid"]}
+    return found
+
+
+def _is_our_service(pid: int, module: str) -> bool:
+    argv = command_line(pid)
+    return is_alive(pid) and len(argv) >= 3 and argv[1:3] == ["-m", module]
+
+
+def _is_nats(pid: int) -> bool:
+    argv = command_line(pid)
+    return is_alive(pid) and bool(argv) and Path(argv[0]).name == "nats-server"
+
+
+def _postgres_alive(state: dict[str, Any]) -> bool:
+    pid = state["postgres"]["pid"]
+    return (
+        isinstance(pid, int)
+        and is_alive(pid)
+        and PostgresServer(Path(state["postgres"]["directory"])).is_running()
+    )
+
+
+def _nats_alive(state: dict[str, Any]) -> bool:
+    pid = state["nats"]["pid"]
+    return isinstance(pid, int) and _is_nats(pid)
+
+
+def _service_alive(service: dict[str, Any]) -> bool:
+    pid = service["pid"]
+    return (
+        isinstance(pid, int) and _is_our_service(pid, service["module"]) and check_health(service["address"])
+    )
+
+
+def _all_alive(state: dict[str, Any]) -> bool:
+    try:
+        return (
+            _postgres_alive(state)
+            and _nats_alive(state)
+            and set(state["services"]) == set(SERVICE_ORDER)
+            and all(_service_alive(service) for service in state["services"].values())
+        )
+    except (KeyError, TypeError):
+        return False
+
+
+def _modules(specs: Sequence[str]) -> dict[str, str]:
+    modules: dict[str, str] = {}
+    for spec in specs:
+        name, sep, module = spec.partition("=")
+        if not sep or name not in SERVICE_ORDER or not module:
+            raise SystemExit(
+                f"--module expects NAME=MODULE with NAME one of {', '.join(SERVICE_ORDER)}; got {spec!r}"
+            )
+        modules[name] = module
+    return modules
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", default=".run", help="the stack's base directory (default: .run)")
+    starting = argparse.ArgumentParser(add_help=False)
+    starting.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE",
+        help="run service NAME as `python -m MODULE` instead of its own package (for stand-ins)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m mangakai_devstack", description="Start and stop the local MangakAI stack."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", parents=[common, starting], help="start the stack in the background")
+    commands.add_parser("run", parents=[common, starting], help="start the stack in the foreground")
+    commands.add_parser("down", parents=[common], help="stop the stack")
+    commands.add_parser("status", parents=[common], help="show what is running")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

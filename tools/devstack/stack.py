@@ -1,0 +1,259 @@
+"""The whole local mesh in one base directory: PostgreSQL, NATS and the four services, wired together.
+
+Layout of the base directory:
+
+    pg/          PostgreSQL data and log (see postgres.py)
+    nats/        JetStream store and log (see nats.py)
+    blobs/       storage's filesystem backend
+    run/         the services' ready files
+    logs/        one log per service
+    signing.key  storage's URL signing key, generated once and kept
+
+Services start in dependency order (storage, renderer, orchestrator, gateway)
+and stop in reverse, then NATS, then PostgreSQL. A `Stack` may be given
+servers that are already running (the tests share one PostgreSQL and one NATS
+between stacks); it then neither starts nor stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from mangakai_devstack.nats import NatsServer
+from mangakai_devstack.postgres import DEFAULT_DATABASE, PostgresServer
+from mangakai_devstack.services import DEFAULT_STICKY_PORTS, ServiceProcess
+
+SERVICE_ORDER = ("storage", "renderer", "orchestrator", "gateway")
+SERVICE_MODULES: Mapping[str, str] = {
+    "storage": "mangakai_storage",
+    "renderer": "mangakai_renderer",
+    "orchestrator": "mangakai_orchestrator",
+    "gateway": "mangakai_gateway",
+}
+# Storage's HTTP port is in signed URLs already handed out: keep it across restarts too.
+STICKY_PORTS: Mapping[str, Mapping[str, str]] = {
+    "storage": {**DEFAULT_STICKY_PORTS, "http_port": "STORAGE_HTTP_PORT"},
+}
+
+
+class Stack:
+    """PostgreSQL, NATS and the services, started and stopped together.
+
+    `overrides` adds environment variables per service ("storage",
+    "renderer", "orchestrator", "gateway"), applied last; the rest of the
+    environment is inherited (GEMINI_API_KEY, for instance). `modules` replaces
+    the module a service runs as (tests use a stand-in). `detach=True` starts
+    every process in a session of its own so that it outlives this process.
+    """
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        durable: bool = True,
+        overrides: Mapping[str, Mapping[str, str]] | None = None,
+        postgres: PostgresServer | None = None,
+        nats: NatsServer | None = None,
+        database: str = DEFAULT_DATABASE,
+        modules: Mapping[str, str] | None = None,
+        detach: bool = False,
+        service_timeout: float = 60.0,
+    ) -> None:
+        unknown = set(overrides or {}) | set(modules or {})
+        unknown -= set(SERVICE_ORDER)
+        if unknown:
+            raise ValueError(
+                f"unknown service names {sorted(unknown)}; expected some of {list(SERVICE_ORDER)}"
+            )
+        self.base_dir = Path(base_dir).absolute()
+        self.durable = durable
+        self.database = database
+        self.detach = detach
+        self.service_timeout = service_timeout
+        self._overrides = {name: dict(env) for name, env in (overrides or {}).items()}
+        self._modules = {**SERVICE_MODULES, **(modules or {})}
+        self._owns_postgres = postgres is None
+        self._owns_nats = nats is None
+        self._postgres = postgres or PostgresServer(self.base_dir / "pg", durable=durable)
+        self._nats = nats or NatsServer(self.base_dir / "nats", detach=detach)
+        self._services: dict[str, ServiceProcess] = {}
+
+    @property
+    def postgres(self) -> PostgresServer:
+        return self._postgres
+
+    @property
+    def nats(self) -> NatsServer:
+        return self._nats
+
+    @property
+    def owns_postgres(self) -> bool:
+        return self._owns_postgres
+
+    @property
+    def owns_nats(self) -> bool:
+        return self._owns_nats
+
+    @property
+    def database_url(self) -> str:
+        return self._postgres.dsn_for(self.database)
+
+    @property
+    def services(self) -> dict[str, ServiceProcess]:
+        """The started services, in start order."""
+        return dict(self._services)
+
+    def service(self, name: str) -> ServiceProcess:
+        try:
+            return self._services[name]
+        except KeyError:
+            raise KeyError(f"service {name!r} is not started (started: {list(self._services)})") from None
+
+    @property
+    def gateway_address(self) -> str:
+        return self.service("gateway").address
+
+    @property
+    def storage_http_url(self) -> str | None:
+        port = self.service("storage").ports.get("http_port")
+        return f"http://127.0.0.1:{port}" if port is not None else None
+
+    def signing_key(self) -> str:
+        """Storage's signing key: random, created on first use, kept in <base>/signing.key."""
+        path = self.base_dir / "signing.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32) + "\n")
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip()
+
+    def start(self) -> None:
+        """Starts whatever is not already running; on failure stops what it started and re-raises."""
+        try:
+            if self._owns_postgres:
+                self._postgres.start()
+            self._postgres.create_database(self.database)
+            if self._owns_nats:
+                self._nats.start()
+            for name in SERVICE_ORDER:
+                service = ServiceProcess(
+                    name,
+                    self._modules[name],
+                    self.service_env(name),
+                    log_path=self.base_dir / "logs" / f"{name}.log",
+                    ready_file=self._ready_file(name),
+                    detach=self.detach,
+                    sticky_ports=STICKY_PORTS.get(name, DEFAULT_STICKY_PORTS),
+                )
+                self._services[name] = service
+                service.start(self.service_timeout)
+        except BaseException:
+            # The start error is the one worth reporting, not a follow-up from the clean-up.
+            with contextlib.suppress(Exception):
+                self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the services in reverse order, then NATS and PostgreSQL if this stack started them."""
+        errors: list[BaseException] = []
+        for name in reversed(list(self._services)):
+            try:
+                self._services.pop(name).stop(timeout)
+            except Exception as exc:
+                errors.append(exc)
+        for owned, server in ((self._owns_nats, self._nats), (self._owns_postgres, self._postgres)):
+            if owned:
+                try:
+                    server.stop(timeout)
+                except Exception as exc:
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment given to service `name` (on top of the inherited one)."""
+        env = {
+            "GRPC_HOST": "127.0.0.1",
+            "GRPC_PORT": "0",
+            "METRICS_PORT": "0",
+            "READY_FILE": str(self._ready_file(name)),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+        }
+        if name == "storage":
+            env |= {
+                "STORAGE_BACKEND": "fs",
+                "STORAGE_DATA_DIR": str(self.base_dir / "blobs"),
+                "STORAGE_HTTP_HOST": "127.0.0.1",
+                "STORAGE_HTTP_PORT": "0",
+                "STORAGE_SIGNING_KEY": self.signing_key(),
+            }
+        elif name == "renderer":
+            env |= {"STORAGE_ADDR": self.service("storage").address, "RENDERER_BACKEND": "local"}
+        elif name == "orchestrator":
+            env |= {
+                "DATABASE_URL": self.database_url,
+                "NATS_URL": self._nats.url,
+                "RENDERER_ADDR": self.service("renderer").address,
+                "STORAGE_ADDR": self.service("storage").address,
+            }
+        elif name == "gateway":
+            env |= {
+                "DATABASE_URL": self.database_url,
+                "NATS_URL": self._nats.url,
+                "ORCHESTRATOR_ADDR": self.service("orchestrator").address,
+                "STORAGE_ADDR": self.service("storage").address,
+            }
+        return env | self._overrides.get(name, {})
+
+    def describe(self) -> dict[str, Any]:
+        """What is running where: the content of stack.json."""
+        return {
+            "base_dir": str(self.base_dir),
+            "gateway_address": self.gateway_address if "gateway" in self._services else None,
+            "storage_http_url": self.storage_http_url if "storage" in self._services else None,
+            "database_url": self.database_url,
+            "postgres": {
+                "pid": self._postgres.pid,
+                "port": self._postgres.port,
+                "directory": str(self._postgres.directory),
+                "log": str(self._postgres.log_path),
+                "owned": self._owns_postgres,
+            },
+            "nats": {
+                "pid": self._nats.pid,
+                "url": self._nats.url,
+                "directory": str(self._nats.directory),
+                "log": str(self._nats.log_path),
+                "owned": self._owns_nats,
+            },
+            "services": {
+                name: {
+                    "pid": service.pid,
+                    "module": service.module,
+                    "address": service.address,
+                    "ports": service.ports,
+                    "log": str(service.log_path),
+                }
+                for name, service in self._services.items()
+            },
+        }
+
+    def _ready_file(self, name: str) -> Path:
+        return self.base_dir / "run" / f"{name}.ready"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
