@@ -37,7 +37,9 @@ def generate(out: Path) -> None:
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     for package in (Path("mangakai"), PACKAGE):
-        (out / package / "__init__.py").write_text('"""Generated from proto/ by scripts/gen_proto.py; do not edit."""\n')
+        (out / package / "__init__.py").write_text(
+            '"""Generated from proto/ by scripts/gen_proto.py; do not edit."""\n'
+        )
         (out / package / "py.typed").write_text("")
 
 
@@ -56,8 +58,11 @@ def main() -> int:
         stale = [
             str(p.relative_to(fresh))
             for p in sorted(fresh.rglob("*"))
-            if p.is_file() and (not (target / p.relative_to(fresh)).is_file()
-                                or (target / p.relative_to(fresh)).read_bytes() != p.read_bytes())
+            if p.is_file()
+            and (
+                not (target / p.relative_to(fresh)).is_file()
+                or (target / p.relative_to(fresh)).read_bytes() != p.read_bytes()
+            )
         ]
         extra = [
             str(p.relative_to(target))

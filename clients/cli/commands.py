@@ -87,8 +87,11 @@ async def generate(
         return EXIT_OK
     if not term.as_json:
         term.line(job.name)
-        # The live view and the downloads below can take minutes; say how to come back.
-        term.warn(f"follow it again later with: mangakai watch {job_id(job.name)}")
+        if term.out.is_terminal:
+            # The live view and the downloads can take minutes; say how to come back after Ctrl-C.
+            term.out.print(
+                f"(Ctrl-C stops watching, not the job: mangakai watch {job_id(job.name)})", style="dim"
+            )
     await follow(term, client, job, after_sequence=0, quiet=term.as_json)
     job = await client.get_job(job.name)
     result: dict[str, Any] = {"job": job.name, "state": job_state_label(job.state)}
@@ -227,7 +230,7 @@ async def list_jobs(
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("NAME", no_wrap=True)
     table.add_column("STATE", no_wrap=True)
-    table.add_column("TITLE", overflow="ellipsis")
+    table.add_column("TITLE", no_wrap=True, overflow="ellipsis")
     table.add_column("PANELS", justify="right", no_wrap=True)
     table.add_column("CREATED", no_wrap=True)
     for job in jobs:
@@ -268,10 +271,16 @@ def describe_job(job: common_pb2.Job) -> list[str]:
     ]
     if times:
         lines.append(", ".join(times))
-    lines.append(
-        f"layout {enums.spelling(common_pb2.PageLayout.DESCRIPTOR, job.layout)}, "
-        f"reading order {enums.spelling(common_pb2.ReadingOrder.DESCRIPTOR, job.reading_order)}"
-    )
+    layout = [
+        f"{label} {enums.spelling(descriptor, value)}"
+        for label, descriptor, value in (
+            ("layout", common_pb2.PageLayout.DESCRIPTOR, job.layout),
+            ("reading order", common_pb2.ReadingOrder.DESCRIPTOR, job.reading_order),
+        )
+        if value
+    ]
+    if layout:
+        lines.append(", ".join(layout))
     style = _style_summary(job.style)
     if style:
         lines.append(f"style: {style}")

@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import nats
-
 from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
 from mangakai_gateway.servicer import JobServicer, SessionServicer
 from mangakai_gateway.sessions import SessionStore
@@ -17,6 +16,7 @@ from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.clients import channel
 from mangakai_runtime.database import apply_migrations, create_pool
 from mangakai_runtime.server import ServiceMain
+from mangakai_runtime.subjects import Subjects
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,12 +27,16 @@ async def main() -> None:
     service.setup()
     pool = await create_pool(settings.database_url)
     await apply_migrations(pool, "gateway", MIGRATIONS)
-    nc = await nats.connect(settings.nats_url, name="gateway", max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    nc = await nats.connect(
+        settings.nats_url, name="gateway", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+    )
     orchestrator_channel = channel(settings.orchestrator_addr)
     orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
     blobs = BlobClient(settings.storage_addr)
     sessions = SessionStore(pool)
-    hub = JobEventHub(nc.jetstream(), idle_seconds=settings.watch_idle_seconds)
+    hub = JobEventHub(
+        nc.jetstream(), Subjects(settings.nats_namespace), idle_seconds=settings.watch_idle_seconds
+    )
     signer = UrlSigner(blobs, settings.url_ttl_seconds)
 
     async def close() -> None:
@@ -45,7 +49,11 @@ async def main() -> None:
     service.on_shutdown.append(close)
     await service.serve(
         [
-            (sessions_pb2_grpc.add_SessionServiceServicer_to_server, SessionServicer(sessions), "mangakai.v1.SessionService"),
+            (
+                sessions_pb2_grpc.add_SessionServiceServicer_to_server,
+                SessionServicer(sessions),
+                "mangakai.v1.SessionService",
+            ),
             (
                 jobs_pb2_grpc.add_JobServiceServicer_to_server,
                 JobServicer(sessions, orchestrator, hub, signer, settings),

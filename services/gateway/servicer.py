@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-
 from mangakai.v1 import (
     common_pb2,
     jobs_pb2,
@@ -83,16 +82,22 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         session, metadata = await self._as(context)
         validation.create_job(request)
         self._create_limit.take(session)
-        job: common_pb2.Job = await self._orchestrator.CreateJob(request, metadata=metadata, timeout=self._timeout)
+        job: common_pb2.Job = await self._orchestrator.CreateJob(
+            request, metadata=metadata, timeout=self._timeout
+        )
         return job
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> common_pb2.Job:
         _, metadata = await self._as(context)
         job_id_var.set(str(validation.job_id(request.name)))
-        job: common_pb2.Job = await self._orchestrator.GetJob(request, metadata=metadata, timeout=self._timeout)
+        job: common_pb2.Job = await self._orchestrator.GetJob(
+            request, metadata=metadata, timeout=self._timeout
+        )
         return await self._signer.fill_job(job)
 
-    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: Context
+    ) -> jobs_pb2.ListJobsResponse:
         _, metadata = await self._as(context)
         validation.list_jobs(request)
         response: jobs_pb2.ListJobsResponse = await self._orchestrator.ListJobs(
@@ -103,7 +108,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> common_pb2.Job:
         _, metadata = await self._as(context)
         job_id_var.set(str(validation.job_id(request.name)))
-        job: common_pb2.Job = await self._orchestrator.CancelJob(request, metadata=metadata, timeout=self._timeout)
+        job: common_pb2.Job = await self._orchestrator.CancelJob(
+            request, metadata=metadata, timeout=self._timeout
+        )
         return await self._signer.fill_job(job)
 
     async def WatchJob(
@@ -118,6 +125,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         if job.state in TERMINAL and request.after_sequence >= job.last_event_sequence:
             return
+
         async def fill_gap(ident: uuid.UUID, after: int) -> list[common_pb2.JobEvent]:
             response: orchestrator_pb2.ListJobEventsResponse = await self._orchestrator.ListJobEvents(
                 orchestrator_pb2.ListJobEventsRequest(name=f"jobs/{ident}", after_sequence=after),

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from mangakai_runtime.settings import ServiceSettings
+from pydantic import Field
 
 
 class GatewaySettings(ServiceSettings):
@@ -14,6 +13,7 @@ class GatewaySettings(ServiceSettings):
     metrics_port: int = Field(9101, ge=-1, le=65535)
     database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
     nats_url: str = Field("nats://127.0.0.1:4222")
+    nats_namespace: str = Field("mangakai", description="Prefix of every NATS subject and stream name")
     orchestrator_addr: str = Field("127.0.0.1:50052", description="gRPC target of the orchestrator")
     storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
     url_ttl_seconds: int = Field(3600, ge=60, le=604800, description="Validity of the image URLs handed out")
@@ -22,4 +22,6 @@ class GatewaySettings(ServiceSettings):
     watch_idle_seconds: float = Field(
         3.0, gt=0, description="A watch with no new event for this long checks the job store for missed ones"
     )
-    create_jobs_per_minute: int = Field(60, ge=1, description="CreateJob calls allowed per session per minute")
+    create_jobs_per_minute: int = Field(
+        60, ge=1, description="CreateJob calls allowed per session per minute"
+    )

@@ -11,10 +11,9 @@ import re
 import uuid
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-from PIL import Image, UnidentifiedImageError
-
 from mangakai.v1 import common_pb2, jobs_pb2, sessions_pb2
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
+from PIL import Image, UnidentifiedImageError
 
 MAX_STORY_CHARS = 20_000
 MAX_PANELS = 24
@@ -67,10 +66,14 @@ def create_job(request: jobs_pb2.CreateJobRequest) -> None:
         violations.append(FieldViolation("story", "is required and must not be only white space"))
     elif len(request.story) > MAX_STORY_CHARS:
         violations.append(
-            FieldViolation("story", f"is {len(request.story)} characters; at most {MAX_STORY_CHARS} are allowed")
+            FieldViolation(
+                "story", f"is {len(request.story)} characters; at most {MAX_STORY_CHARS} are allowed"
+            )
         )
     if request.panel_count != 0 and not 1 <= request.panel_count <= MAX_PANELS:
-        violations.append(FieldViolation("panel_count", f"must be 1 to {MAX_PANELS} (or 0 for the default of 6)"))
+        violations.append(
+            FieldViolation("panel_count", f"must be 1 to {MAX_PANELS} (or 0 for the default of 6)")
+        )
     for field, enum in _STYLE_ENUMS.items():
         _check_enum(violations, f"style.{field}", enum, getattr(request.style, field))
     if len(request.style.notes) > MAX_NOTES_CHARS:

@@ -13,23 +13,20 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from mangakai.v1 import common_pb2
+from mangakai_runtime.subjects import Subjects
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-
-from mangakai.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
 LINGER_SECONDS = 30.0
 
 FillGap = Callable[[uuid.UUID, int], Awaitable[list[common_pb2.JobEvent]]]
-
-
-def events_subject(job_id: uuid.UUID) -> str:
-    return f"mangakai.jobs.{job_id}.events"
 
 
 class _Feed:
@@ -59,14 +56,20 @@ class _Feed:
                 self.changed.notify_all()
 
 
+def _beyond(feed: _Feed, position: int) -> bool:
+    return feed.last > position
+
+
 class JobEventHub:
     """Shares one JetStream consumer per watched job among all of its watchers."""
 
-    def __init__(self, js: JetStreamContext, *, idle_seconds: float) -> None:
+    def __init__(self, js: JetStreamContext, subjects: Subjects, *, idle_seconds: float) -> None:
         self._js = js
+        self._subjects = subjects
         self._idle = idle_seconds
         self._feeds: dict[uuid.UUID, _Feed] = {}
         self._opening: dict[uuid.UUID, asyncio.Lock] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def _feed(self, job_id: uuid.UUID) -> _Feed:
         lock = self._opening.setdefault(job_id, asyncio.Lock())
@@ -90,7 +93,10 @@ class JobEventHub:
                 await feed.add([event])
 
             feed.subscription = await self._js.subscribe(
-                events_subject(job_id), cb=on_message, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+                self._subjects.events(job_id),
+                cb=on_message,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
             )
             self._feeds[job_id] = feed
             return feed
@@ -106,7 +112,9 @@ class JobEventHub:
                 del self._feeds[feed.job_id]
                 self._opening.pop(feed.job_id, None)
                 if feed.subscription is not None:
-                    loop.create_task(feed.subscription.unsubscribe())  # type: ignore[attr-defined]
+                    task = loop.create_task(feed.subscription.unsubscribe())  # type: ignore[attr-defined]
+                    self._closing.add(task)
+                    task.add_done_callback(self._closing.discard)
 
         # Keep the feed a little while: a refreshing browser comes straight back.
         feed.closer = loop.call_later(LINGER_SECONDS, close)
@@ -126,12 +134,8 @@ class JobEventHub:
             while True:
                 if feed.last <= position:
                     async with feed.changed:
-                        try:
-                            await asyncio.wait_for(
-                                feed.changed.wait_for(lambda: feed.last > position), timeout=self._idle
-                            )
-                        except TimeoutError:
-                            pass
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(feed.changed.wait_for(partial(_beyond, feed, position)), self._idle)
                     if feed.last <= position:
                         # Nothing arrived for a while: make sure nothing was missed on the way.
                         await feed.add(await fill_gap(job_id, feed.last))

@@ -17,6 +17,7 @@ from mangakai_orchestrator.store import JobStore
 from mangakai_orchestrator.worker import JobWorker, StaleJobSweeper
 from mangakai_runtime.database import apply_migrations, create_pool
 from mangakai_runtime.server import ServiceMain
+from mangakai_runtime.subjects import Subjects
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,19 +30,21 @@ async def main() -> None:
     await apply_migrations(pool, "orchestrator", MIGRATIONS)
     nc = await events.connect(settings.nats_url, "orchestrator")
     js = nc.jetstream()
+    subjects = Subjects(settings.nats_namespace)
     await events.ensure_streams(
         js,
+        subjects,
         event_max_age_seconds=settings.event_retention_days * 86400,
         ack_wait_seconds=settings.ack_wait_seconds,
     )
     store = JobStore(pool)
     backends = Backends(settings.renderer_addr, settings.storage_addr)
-    relay = events.EventRelay(js, store.relay_events, store.jobs_with_unpublished_events)
-    runner = JobRunner(store, backends, relay, nc, settings)
+    relay = events.EventRelay(js, subjects, store.relay_events, store.jobs_with_unpublished_events)
+    runner = JobRunner(store, backends, relay, nc, subjects, settings)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    worker = JobWorker(js, store, runner, relay, settings, owner)
-    sweeper = StaleJobSweeper(js, store, settings)
-    servicer = OrchestratorServicer(store, backends, relay, nc, js)
+    worker = JobWorker(js, subjects, store, runner, relay, settings, owner)
+    sweeper = StaleJobSweeper(js, subjects, store, settings)
+    servicer = OrchestratorServicer(store, backends, relay, nc, js, subjects)
 
     async def close() -> None:
         await nc.drain()

@@ -1,6 +1,6 @@
 """Job events and work on NATS JetStream: stream set-up, the event relay, work and control subjects.
 
-Subjects:
+Subjects (see mangakai_runtime.subjects; "mangakai" is the default namespace):
 - `mangakai.jobs.{job_id}.events` (stream MANGAKAI_JOB_EVENTS, limits retention): a job's events in
   sequence order, replayed and tailed by WatchJob.
 - `mangakai.work.jobs` (stream MANGAKAI_WORK, work-queue retention): one message per job run,
@@ -17,6 +17,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import nats
+from mangakai.v1 import common_pb2
+from mangakai_runtime.subjects import Subjects
+from mangakai_runtime.telemetry import inject_headers
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -29,23 +32,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BadRequestError
 
-from mangakai.v1 import common_pb2
-from mangakai_runtime.telemetry import inject_headers
-
 log = logging.getLogger(__name__)
-
-EVENTS_STREAM = "MANGAKAI_JOB_EVENTS"
-WORK_STREAM = "MANGAKAI_WORK"
-WORK_SUBJECT = "mangakai.work.jobs"
-WORK_CONSUMER = "orchestrator"
-
-
-def events_subject(job_id: uuid.UUID | str) -> str:
-    return f"mangakai.jobs.{job_id}.events"
-
-
-def control_subject(job_id: uuid.UUID | str) -> str:
-    return f"mangakai.jobs.{job_id}.control"
 
 
 async def connect(url: str, name: str) -> NATS:
@@ -55,20 +42,22 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-async def ensure_streams(js: JetStreamContext, *, event_max_age_seconds: float, ack_wait_seconds: float) -> None:
+async def ensure_streams(
+    js: JetStreamContext, subjects: Subjects, *, event_max_age_seconds: float, ack_wait_seconds: float
+) -> None:
     """Creates (or updates) the streams and the shared work consumer."""
     streams = [
         StreamConfig(
-            name=EVENTS_STREAM,
-            subjects=["mangakai.jobs.*.events"],
+            name=subjects.events_stream,
+            subjects=[subjects.events_wildcard],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=event_max_age_seconds,
             duplicate_window=120,
         ),
         StreamConfig(
-            name=WORK_STREAM,
-            subjects=[WORK_SUBJECT],
+            name=subjects.work_stream,
+            subjects=[subjects.work],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=120,
@@ -80,24 +69,26 @@ async def ensure_streams(js: JetStreamContext, *, event_max_age_seconds: float, 
         except BadRequestError:
             await js.update_stream(config)
     consumer = ConsumerConfig(
-        durable_name=WORK_CONSUMER,
+        durable_name=subjects.work_consumer,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ack_wait_seconds,
         deliver_policy=DeliverPolicy.ALL,
         max_deliver=-1,
-        filter_subject=WORK_SUBJECT,
+        filter_subject=subjects.work,
         max_ack_pending=10_000,
     )
     try:
-        await js.add_consumer(WORK_STREAM, consumer)
+        await js.add_consumer(subjects.work_stream, consumer)
     except BadRequestError:
         log.info("work consumer exists; keeping its configuration")
 
 
-async def publish_work(js: JetStreamContext, job_id: uuid.UUID, run: int, *, dedupe_suffix: str = "") -> None:
+async def publish_work(
+    js: JetStreamContext, subjects: Subjects, job_id: uuid.UUID, run: int, *, dedupe_suffix: str = ""
+) -> None:
     """Queues one run of a job. The message id makes a repeated publish of the same run a no-op."""
     headers = inject_headers({"Nats-Msg-Id": f"{job_id}:{run}{dedupe_suffix}"})
-    await js.publish(WORK_SUBJECT, str(job_id).encode(), headers=headers, timeout=5)
+    await js.publish(subjects.work, str(job_id).encode(), headers=headers, timeout=5)
 
 
 class EventRelay:
@@ -110,12 +101,14 @@ class EventRelay:
     def __init__(
         self,
         js: JetStreamContext,
+        subjects: Subjects,
         relay: Callable[[uuid.UUID, Callable[[common_pb2.JobEvent], Awaitable[None]]], Awaitable[int]],
         unpublished: Callable[[], Awaitable[list[uuid.UUID]]],
         *,
         sweep_seconds: float = 1.0,
     ) -> None:
         self._js = js
+        self._subjects = subjects
         self._relay = relay
         self._unpublished = unpublished
         self._sweep_seconds = sweep_seconds
@@ -130,7 +123,9 @@ class EventRelay:
     async def publish(self, event: common_pb2.JobEvent) -> None:
         job_id = event.job.removeprefix("jobs/")
         headers = inject_headers({"Nats-Msg-Id": f"{job_id}:{event.sequence}"})
-        await self._js.publish(events_subject(job_id), event.SerializeToString(), headers=headers, timeout=5)
+        await self._js.publish(
+            self._subjects.events(job_id), event.SerializeToString(), headers=headers, timeout=5
+        )
 
     async def run(self) -> None:
         last_sweep = 0.0

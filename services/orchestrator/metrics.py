@@ -16,7 +16,9 @@ PANEL_RENDER_SECONDS = prometheus_client.Histogram(
 PANELS_FINISHED = prometheus_client.Counter(
     "mangakai_panels_finished_total", "Panel versions that were drawn or failed.", ["outcome"]
 )
-ACTIVE_JOBS = prometheus_client.Gauge("mangakai_orchestrator_active_jobs", "Jobs this replica is running now.")
+ACTIVE_JOBS = prometheus_client.Gauge(
+    "mangakai_orchestrator_active_jobs", "Jobs this replica is running now."
+)
 WORK_PENDING = prometheus_client.Gauge(
     "mangakai_work_pending", "Job runs waiting in the JetStream work consumer (not yet delivered)."
 )

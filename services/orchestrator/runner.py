@@ -20,23 +20,27 @@ from collections.abc import Awaitable
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
 from mangakai.v1 import common_pb2, renderer_pb2
 from mangakai_orchestrator.clients import Backends
-from mangakai_orchestrator.events import EventRelay, control_subject
+from mangakai_orchestrator.events import EventRelay
 from mangakai_orchestrator.metrics import JOBS_FINISHED, PANEL_RENDER_SECONDS, PANELS_FINISHED
 from mangakai_orchestrator.settings import OrchestratorSettings
 from mangakai_orchestrator.store import ClaimedJob, JobStore, PendingVersion, job_name
 from mangakai_runtime.errors import error_info
+from mangakai_runtime.subjects import Subjects
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
 JobState = common_pb2.Job.State
 
 # Renderer failures worth another try: the call never completed or the service was overloaded.
-_TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 def panel_blob_key(job_id: uuid.UUID, number: int, version: int) -> str:
@@ -74,8 +78,10 @@ class JobRunner:
         backends: Backends,
         relay: EventRelay,
         nc: NATS,
+        subjects: Subjects,
         settings: OrchestratorSettings,
     ) -> None:
+        self._subjects = subjects
         self._store = store
         self._backends = backends
         self._relay = relay
@@ -93,7 +99,7 @@ class JobRunner:
         async def on_control(_msg: Msg) -> None:
             cancelled.set()
 
-        subscription = await self._nc.subscribe(control_subject(job.id), cb=on_control)
+        subscription = await self._nc.subscribe(self._subjects.control(job.id), cb=on_control)
         poller = asyncio.create_task(self._poll_cancel(job.id, cancelled))
         try:
             work = asyncio.create_task(self._advance(job, cancelled))
@@ -162,7 +168,9 @@ class JobRunner:
                     continue
                 raise PlanningError(_describe(exc)) from exc
             if len(plan.scenes) != job.panel_count:
-                raise PlanningError(f"the plan has {len(plan.scenes)} scenes, {job.panel_count} were asked for")
+                raise PlanningError(
+                    f"the plan has {len(plan.scenes)} scenes, {job.panel_count} were asked for"
+                )
             return plan
         raise PlanningError("no attempts left")
 
@@ -214,9 +222,12 @@ class JobRunner:
                         ),
                     )
                     return
-                PANEL_RENDER_SECONDS.labels(response.backend or "unknown").observe(time.perf_counter() - started)
+                PANEL_RENDER_SECONDS.labels(response.backend or "unknown").observe(
+                    time.perf_counter() - started
+                )
                 PANELS_FINISHED.labels("drawn").inc()
                 await self._emit(
-                    job.id, self._store.finish_version(job.id, pending.number, pending.version, response.image)
+                    job.id,
+                    self._store.finish_version(job.id, pending.number, pending.version, response.image),
                 )
                 return

@@ -14,16 +14,22 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
-
 from mangakai.v1 import common_pb2, jobs_pb2, orchestrator_pb2, orchestrator_pb2_grpc, renderer_pb2
 from mangakai_orchestrator.clients import Backends
-from mangakai_orchestrator.events import EventRelay, control_subject, publish_work
+from mangakai_orchestrator.events import EventRelay, publish_work
 from mangakai_orchestrator.store import JobStateError, JobStore, PanelNumberError
 from mangakai_runtime.clients import SESSION_METADATA_KEY
-from mangakai_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unauthenticated
+from mangakai_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+)
 from mangakai_runtime.log import job_id_var
+from mangakai_runtime.subjects import Subjects
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +86,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     """The job operations behind the public API."""
 
     def __init__(
-        self, store: JobStore, backends: Backends, relay: EventRelay, nc: NATS, js: JetStreamContext
+        self,
+        store: JobStore,
+        backends: Backends,
+        relay: EventRelay,
+        nc: NATS,
+        js: JetStreamContext,
+        subjects: Subjects,
     ) -> None:
+        self._subjects = subjects
         self._store = store
         self._backends = backends
         self._relay = relay
@@ -100,7 +113,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if created:
             self._relay.kick(job_id)
             try:
-                await publish_work(self._js, job_id, 1)
+                await publish_work(self._js, self._subjects, job_id, 1)
             except Exception:
                 # Accepted all the same: the stale-job sweep queues it once NATS is back.
                 log.exception("could not queue job %s", job_id)
@@ -113,7 +126,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise NotFound(f"{request.name} not found")
         return job
 
-    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: Context
+    ) -> jobs_pb2.ListJobsResponse:
         session = _session(context)
         after = _decode_cursor(request.page_token) if request.page_token else None
         jobs, cursor = await self._store.list_jobs(session, request.page_size or DEFAULT_PAGE_SIZE, after)
@@ -127,7 +142,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if job.state in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) and not notify:
             raise FailedPrecondition(f"{request.name} has already ended ({JobState.Name(job.state)})")
         if notify:
-            await self._nc.publish(control_subject(job_id), b"cancel")
+            await self._nc.publish(self._subjects.control(job_id), b"cancel")
         self._relay.kick(job_id)
         return job
 
@@ -143,9 +158,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if request.reference_image:
             digest = hashlib.sha256(request.reference_image).hexdigest()
             reference_key = f"jobs/{job_id}/references/{digest}"
-            await self._backends.blobs.put(reference_key, _content_type(request.reference_image), request.reference_image)
+            await self._backends.blobs.put(
+                reference_key, _content_type(request.reference_image), request.reference_image
+            )
         try:
-            panel = await self._store.add_panel_version(session, job_id, request.panel, request.instruction, reference_key)
+            panel = await self._store.add_panel_version(
+                session, job_id, request.panel, request.instruction, reference_key
+            )
         except LookupError:
             raise NotFound(f"{request.name} not found") from None
         except JobStateError as exc:
@@ -157,7 +176,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._relay.kick(job_id)
         latest = panel.versions[-1].version
         try:
-            await publish_work(self._js, job_id, 0, dedupe_suffix=f":panel:{request.panel}:v{latest}")
+            await publish_work(
+                self._js, self._subjects, job_id, 0, dedupe_suffix=f":panel:{request.panel}:v{latest}"
+            )
         except Exception:
             log.exception("could not queue the regeneration of job %s", job_id)
         return panel
@@ -175,7 +196,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             )
         fingerprint = hashlib.sha256(
             "|".join(
-                [str(request.format), str(job.layout), str(job.reading_order), job.title, *(i.sha256 or i.blob_key for i in images)]
+                [
+                    str(request.format),
+                    str(job.layout),
+                    str(job.reading_order),
+                    job.title,
+                    *(i.sha256 or i.blob_key for i in images),
+                ]
             ).encode()
         ).hexdigest()
         cached = await self._store.cached_export(job_id, request.format, fingerprint)

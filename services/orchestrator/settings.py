@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from mangakai_runtime.settings import ServiceSettings
+from pydantic import Field
 
 
 class OrchestratorSettings(ServiceSettings):
@@ -14,6 +13,7 @@ class OrchestratorSettings(ServiceSettings):
     metrics_port: int = Field(9102, ge=-1, le=65535)
     database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
     nats_url: str = Field("nats://127.0.0.1:4222")
+    nats_namespace: str = Field("mangakai", description="Prefix of every NATS subject and stream name")
     renderer_addr: str = Field("127.0.0.1:50053", description="gRPC target of the renderer")
     storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
     render_concurrency: int = Field(4, ge=1, le=64, description="Panels of one job drawn at the same time")

@@ -16,7 +16,6 @@ from datetime import datetime
 
 import asyncpg
 from google.protobuf import timestamp_pb2
-
 from mangakai.v1 import common_pb2, jobs_pb2
 
 JobState = common_pb2.Job.State
@@ -139,7 +138,9 @@ class JobStore:
         )
         return [r["id"] for r in rows]
 
-    async def relay_events(self, job_id: uuid.UUID, publish: Callable[[common_pb2.JobEvent], Awaitable[None]]) -> int:
+    async def relay_events(
+        self, job_id: uuid.UUID, publish: Callable[[common_pb2.JobEvent], Awaitable[None]]
+    ) -> int:
         """Publishes the job's unpublished events in sequence order; returns how many.
 
         An advisory lock makes one relay at a time publish a given job's events,
@@ -153,14 +154,18 @@ class JobStore:
             if published is None:
                 return 0
             rows = await conn.fetch(
-                "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq", job_id, published
+                "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
+                job_id,
+                published,
             )
             if not rows:
                 return 0
             for r in rows:
                 await publish(common_pb2.JobEvent.FromString(r["event"]))
             await conn.execute(
-                "UPDATE jobs SET published_seq = GREATEST(published_seq, $2) WHERE id = $1", job_id, rows[-1]["seq"]
+                "UPDATE jobs SET published_seq = GREATEST(published_seq, $2) WHERE id = $1",
+                job_id,
+                rows[-1]["seq"],
             )
             return len(rows)
 
@@ -195,13 +200,17 @@ class JobStore:
                 assert job is not None
                 return job, False
             await self._append_event(
-                conn, job_id, common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=JobState.STATE_QUEUED))
+                conn,
+                job_id,
+                common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=JobState.STATE_QUEUED)),
             )
             job = await self._load_job(conn, session_id, job_id, full=True)
             assert job is not None
             return job, True
 
-    async def get_job(self, session_id: uuid.UUID | None, job_id: uuid.UUID, *, full: bool = True) -> common_pb2.Job | None:
+    async def get_job(
+        self, session_id: uuid.UUID | None, job_id: uuid.UUID, *, full: bool = True
+    ) -> common_pb2.Job | None:
         async with self._pool.acquire() as conn:
             return await self._load_job(conn, session_id, job_id, full=full)
 
@@ -230,7 +239,9 @@ class JobStore:
             cursor = (rows[-1]["create_time"], rows[-1]["id"]) if more and rows else None
             return jobs, cursor
 
-    async def request_cancel(self, session_id: uuid.UUID, job_id: uuid.UUID) -> tuple[common_pb2.Job | None, bool]:
+    async def request_cancel(
+        self, session_id: uuid.UUID, job_id: uuid.UUID
+    ) -> tuple[common_pb2.Job | None, bool]:
         """Cancels a job: at once when no worker holds it, else by flagging it for its worker.
 
         Returns the job (None when absent) and whether a running worker must be told.
@@ -271,11 +282,15 @@ class JobStore:
                     f"{job_name(job_id)} is {JobState.Name(row['state'])}; panels can be regenerated once the job "
                     "has COMPLETED or FAILED after planning"
                 )
-            exists = await conn.fetchval("SELECT 1 FROM panels WHERE job_id = $1 AND number = $2", job_id, number)
+            exists = await conn.fetchval(
+                "SELECT 1 FROM panels WHERE job_id = $1 AND number = $2", job_id, number
+            )
             if not exists:
                 raise PanelNumberError(number)
             version = await conn.fetchval(
-                "SELECT max(version) + 1 FROM panel_versions WHERE job_id = $1 AND number = $2", job_id, number
+                "SELECT max(version) + 1 FROM panel_versions WHERE job_id = $1 AND number = $2",
+                job_id,
+                number,
             )
             await conn.execute(
                 """INSERT INTO panel_versions (job_id, number, version, state, instruction, reference_blob_key)
@@ -344,7 +359,9 @@ class JobStore:
 
     async def release(self, job_id: uuid.UUID, owner: str) -> None:
         await self._pool.execute(
-            "UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = $1 AND owner = $2", job_id, owner
+            "UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = $1 AND owner = $2",
+            job_id,
+            owner,
         )
 
     async def cancel_requested(self, job_id: uuid.UUID) -> bool:
@@ -418,7 +435,9 @@ class JobStore:
                 VersionState.STATE_RENDERING,
             )
             return await self._append_event(
-                conn, job_id, common_pb2.JobEvent(panel_started=common_pb2.PanelStarted(panel=number, version=version))
+                conn,
+                job_id,
+                common_pb2.JobEvent(panel_started=common_pb2.PanelStarted(panel=number, version=version)),
             )
 
     async def finish_version(
@@ -436,14 +455,21 @@ class JobStore:
                 image.SerializeToString(),
             )
             await conn.execute(
-                "UPDATE panels SET current_version = $3 WHERE job_id = $1 AND number = $2", job_id, number, version
+                "UPDATE panels SET current_version = $3 WHERE job_id = $1 AND number = $2",
+                job_id,
+                number,
+                version,
             )
             stored = await self._version(conn, job_id, number, version)
             return await self._append_event(
-                conn, job_id, common_pb2.JobEvent(panel_finished=common_pb2.PanelFinished(panel=number, version=stored))
+                conn,
+                job_id,
+                common_pb2.JobEvent(panel_finished=common_pb2.PanelFinished(panel=number, version=stored)),
             )
 
-    async def fail_version(self, job_id: uuid.UUID, number: int, version: int, reason: str) -> common_pb2.JobEvent:
+    async def fail_version(
+        self, job_id: uuid.UUID, number: int, version: int, reason: str
+    ) -> common_pb2.JobEvent:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """UPDATE panel_versions SET state = $4, failure_reason = $5, end_time = now()
@@ -456,14 +482,20 @@ class JobStore:
             )
             stored = await self._version(conn, job_id, number, version)
             return await self._append_event(
-                conn, job_id, common_pb2.JobEvent(panel_failed=common_pb2.PanelFailed(panel=number, version=stored))
+                conn,
+                job_id,
+                common_pb2.JobEvent(panel_failed=common_pb2.PanelFailed(panel=number, version=stored)),
             )
 
-    async def finish_job(self, job_id: uuid.UUID, *, cancelled: bool = False, reason: str = "") -> common_pb2.JobEvent:
+    async def finish_job(
+        self, job_id: uuid.UUID, *, cancelled: bool = False, reason: str = ""
+    ) -> common_pb2.JobEvent:
         """Ends the job's run: CANCELLED, COMPLETED when any panel has an image, FAILED otherwise."""
         async with self._pool.acquire() as conn, conn.transaction():
             if cancelled:
-                return await self._finish(conn, job_id, JobState.STATE_CANCELLED, reason or "cancelled by the user")
+                return await self._finish(
+                    conn, job_id, JobState.STATE_CANCELLED, reason or "cancelled by the user"
+                )
             if reason:
                 return await self._finish(conn, job_id, JobState.STATE_FAILED, reason)
             drawn = await conn.fetchval(
@@ -499,7 +531,9 @@ class JobStore:
             reason if state != JobState.STATE_COMPLETED else "",
         )
         return await self._append_event(
-            conn, job_id, common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=state, reason=reason))
+            conn,
+            job_id,
+            common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=state, reason=reason)),
         )
 
     async def stale_jobs(self, idle_seconds: float, limit: int = 100) -> list[uuid.UUID]:
@@ -523,9 +557,7 @@ class JobStore:
         job = await self.get_job(session_id, job_id, full=True)
         if job is None:
             return None
-        images = [
-            p.versions[p.current_version - 1].image for p in job.panels if p.current_version > 0
-        ]
+        images = [p.versions[p.current_version - 1].image for p in job.panels if p.current_version > 0]
         return job, images
 
     async def cached_export(self, job_id: uuid.UUID, fmt: int, fingerprint: str) -> ExportRecord | None:
@@ -555,9 +587,14 @@ class JobStore:
 
     # ---- reading ----------------------------------------------------------
 
-    async def _version(self, conn: asyncpg.Connection, job_id: uuid.UUID, number: int, version: int) -> common_pb2.PanelVersion:
+    async def _version(
+        self, conn: asyncpg.Connection, job_id: uuid.UUID, number: int, version: int
+    ) -> common_pb2.PanelVersion:
         row = await conn.fetchrow(
-            "SELECT * FROM panel_versions WHERE job_id = $1 AND number = $2 AND version = $3", job_id, number, version
+            "SELECT * FROM panel_versions WHERE job_id = $1 AND number = $2 AND version = $3",
+            job_id,
+            number,
+            version,
         )
         assert row is not None
         return _version_from_row(row)
@@ -568,12 +605,16 @@ class JobStore:
         if session_id is None:
             row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         else:
-            row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1 AND session_id = $2", job_id, session_id)
+            row = await conn.fetchrow(
+                "SELECT * FROM jobs WHERE id = $1 AND session_id = $2", job_id, session_id
+            )
         if row is None:
             return None
         return await self._job_from_row(conn, row, full=full)
 
-    async def _job_from_row(self, conn: asyncpg.Connection, row: asyncpg.Record, *, full: bool) -> common_pb2.Job:
+    async def _job_from_row(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, *, full: bool
+    ) -> common_pb2.Job:
         job = common_pb2.Job(
             name=job_name(row["id"]),
             state=row["state"],
@@ -641,5 +682,3 @@ class PanelNumberError(Exception):
     def __init__(self, number: int) -> None:
         super().__init__(f"no panel {number}")
         self.number = number
-
-

@@ -15,18 +15,18 @@ import logging
 import time
 import uuid
 
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from opentelemetry import trace
-
-from mangakai_orchestrator.events import WORK_CONSUMER, WORK_STREAM, WORK_SUBJECT, EventRelay, publish_work
+from mangakai_orchestrator.events import EventRelay, publish_work
 from mangakai_orchestrator.metrics import ACTIVE_JOBS, JOBS_FINISHED, WORK_PENDING
 from mangakai_orchestrator.runner import JobRunner
 from mangakai_orchestrator.settings import OrchestratorSettings
 from mangakai_orchestrator.store import JobStore
 from mangakai_runtime.log import job_id_var
+from mangakai_runtime.subjects import Subjects
 from mangakai_runtime.telemetry import extract_context
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -38,6 +38,7 @@ class JobWorker:
     def __init__(
         self,
         js: JetStreamContext,
+        subjects: Subjects,
         store: JobStore,
         runner: JobRunner,
         relay: EventRelay,
@@ -45,6 +46,7 @@ class JobWorker:
         owner: str,
     ) -> None:
         self._js = js
+        self._subjects = subjects
         self._store = store
         self._runner = runner
         self._relay = relay
@@ -53,7 +55,9 @@ class JobWorker:
         self._active: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        subscription = await self._js.pull_subscribe(WORK_SUBJECT, durable=WORK_CONSUMER, stream=WORK_STREAM)
+        subscription = await self._js.pull_subscribe(
+            self._subjects.work, durable=self._subjects.work_consumer, stream=self._subjects.work_stream
+        )
         try:
             while True:
                 room = self._settings.max_active_jobs - len(self._active)
@@ -84,7 +88,9 @@ class JobWorker:
         token = job_id_var.set(str(job_id))
         ACTIVE_JOBS.inc()
         try:
-            with tracer.start_as_current_span("orchestrator.run_job", context=extract_context(message.headers)) as span:
+            with tracer.start_as_current_span(
+                "orchestrator.run_job", context=extract_context(message.headers)
+            ) as span:
                 span.set_attribute("mangakai.job_id", str(job_id))
                 await self._run_claimed(job_id, message)
         finally:
@@ -144,8 +150,11 @@ class StaleJobSweeper:
     (for example NATS down when the job was created).
     """
 
-    def __init__(self, js: JetStreamContext, store: JobStore, settings: OrchestratorSettings) -> None:
+    def __init__(
+        self, js: JetStreamContext, subjects: Subjects, store: JobStore, settings: OrchestratorSettings
+    ) -> None:
         self._js = js
+        self._subjects = subjects
         self._store = store
         self._settings = settings
 
@@ -160,8 +169,10 @@ class StaleJobSweeper:
 
     async def _sweep(self) -> None:
         with contextlib.suppress(Exception):
-            info = await self._js.consumer_info(WORK_STREAM, WORK_CONSUMER)
+            info = await self._js.consumer_info(self._subjects.work_stream, self._subjects.work_consumer)
             WORK_PENDING.set(info.num_pending)
         for job_id in await self._store.stale_jobs(self._settings.stale_job_seconds):
             log.warning("queueing stale job %s again", job_id)
-            await publish_work(self._js, job_id, 0, dedupe_suffix=f":sweep:{int(time.time())}")
+            await publish_work(
+                self._js, self._subjects, job_id, 0, dedupe_suffix=f":sweep:{int(time.time())}"
+            )

@@ -13,19 +13,21 @@ import io
 from collections.abc import Sequence
 from typing import Protocol
 
-from PIL import Image
-
 from mangakai.v1 import common_pb2
 from mangakai_renderer import local_art, story_planner
+from PIL import Image
 
 
 class BackendError(Exception):
     """A panel could not be drawn; `reason` is a short machine-readable cause (e.g. IMAGE_SAFETY)."""
 
-    def __init__(self, reason: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, reason: str, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class PanelSpec(Protocol):
@@ -48,7 +50,9 @@ class ImageBackend(Protocol):
 
     name: str
 
-    async def plan(self, story: str, panel_count: int, style: common_pb2.StylePreferences) -> common_pb2.ScenePlan: ...
+    async def plan(
+        self, story: str, panel_count: int, style: common_pb2.StylePreferences
+    ) -> common_pb2.ScenePlan: ...
 
     async def draw(self, spec: PanelSpec, references: Sequence[bytes]) -> Image.Image: ...
 
@@ -61,7 +65,9 @@ class LocalBackend:
     def __init__(self, panel_size: int = 1024) -> None:
         self._size = (panel_size, panel_size)
 
-    async def plan(self, story: str, panel_count: int, style: common_pb2.StylePreferences) -> common_pb2.ScenePlan:
+    async def plan(
+        self, story: str, panel_count: int, style: common_pb2.StylePreferences
+    ) -> common_pb2.ScenePlan:
         return await asyncio.to_thread(story_planner.plan_story, story, panel_count, style)
 
     async def draw(self, spec: PanelSpec, references: Sequence[bytes]) -> Image.Image:
@@ -84,7 +90,9 @@ class FixedLatencyBackend:
     def __init__(self, latency: float) -> None:
         self._latency = latency
 
-    async def plan(self, story: str, panel_count: int, style: common_pb2.StylePreferences) -> common_pb2.ScenePlan:
+    async def plan(
+        self, story: str, panel_count: int, style: common_pb2.StylePreferences
+    ) -> common_pb2.ScenePlan:
         return story_planner.plan_story(story, panel_count, style)
 
     async def draw(self, spec: PanelSpec, references: Sequence[bytes]) -> Image.Image:

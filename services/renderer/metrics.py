@@ -5,7 +5,9 @@ from __future__ import annotations
 import prometheus_client
 
 PANELS_DRAWN = prometheus_client.Counter(
-    "mangakai_renderer_panels_drawn_total", "Panels actually drawn (not served from an existing blob).", ["backend"]
+    "mangakai_renderer_panels_drawn_total",
+    "Panels actually drawn (not served from an existing blob).",
+    ["backend"],
 )
 PANELS_REUSED = prometheus_client.Counter(
     "mangakai_renderer_panels_reused_total", "RenderPanel calls answered with an already stored blob."

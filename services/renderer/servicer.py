@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import io
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,14 +11,19 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from PIL import Image
-
 from mangakai.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from mangakai_renderer import local_art, page_composer
 from mangakai_renderer.backend import BackendError, ImageBackend, decode_image
 from mangakai_renderer.metrics import DRAW_SECONDS, IN_FLIGHT, PANELS_DRAWN, PANELS_REUSED
 from mangakai_runtime.blobs import BlobClient
-from mangakai_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument, Unavailable
+from mangakai_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,9 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         self._slots = asyncio.Semaphore(concurrency)
         self._in_flight: dict[str, asyncio.Lock] = {}
 
-    async def PlanStory(self, request: renderer_pb2.PlanStoryRequest, context: Context) -> common_pb2.ScenePlan:
+    async def PlanStory(
+        self, request: renderer_pb2.PlanStoryRequest, context: Context
+    ) -> common_pb2.ScenePlan:
         violations = []
         if not request.story.strip() or len(request.story) > MAX_STORY_CHARS:
             violations.append(FieldViolation("story", f"must be 1 to {MAX_STORY_CHARS} characters"))
@@ -68,7 +74,12 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                 return renderer_pb2.RenderPanelResponse(
                     image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
                 )
-            references = [data for _, data in await asyncio.gather(*(self._blobs.get(k) for k in request.reference_blob_keys))]
+            references = [
+                data
+                for _, data in await asyncio.gather(
+                    *(self._blobs.get(k) for k in request.reference_blob_keys)
+                )
+            ]
             async with self._slots:
                 IN_FLIGHT.inc()
                 started = time.perf_counter()
@@ -115,7 +126,9 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                 del self._in_flight[key]
 
 
-def _compose(request: renderer_pb2.ComposeDocumentRequest, panels: list[Image.Image]) -> tuple[bytes, str, int]:
+def _compose(
+    request: renderer_pb2.ComposeDocumentRequest, panels: list[Image.Image]
+) -> tuple[bytes, str, int]:
     pages = page_composer.compose_pages(panels, None, request.layout, request.reading_order)
     title = request.title or "MangakAI"
     language = request.language or "en"
@@ -144,12 +157,8 @@ def _image_ref(blob: common_pb2.Blob, image: Image.Image) -> common_pb2.Image:
 
 
 def _status(exc: BackendError) -> Exception:
+    if exc.retry_after is not None:
+        return ResourceExhausted(str(exc), retry_after=exc.retry_after, reason=exc.reason)
     if exc.retryable:
         return Unavailable(str(exc), reason=exc.reason)
     return FailedPrecondition(str(exc), reason=exc.reason)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from mangakai_runtime.settings import ServiceSettings
+from pydantic import Field
 
 
 class RendererSettings(ServiceSettings):
@@ -19,7 +18,9 @@ class RendererSettings(ServiceSettings):
         "auto", description="auto: Gemini when GEMINI_API_KEY is set, else local"
     )
     gemini_api_key: str = Field("", repr=False)
-    gemini_base_url: str = Field("", description="Overrides the Gemini API endpoint (tests point it at a fake)")
+    gemini_base_url: str = Field(
+        "", description="Overrides the Gemini API endpoint (tests point it at a fake)"
+    )
     gemini_plan_model: str = "gemini-3.8-flash"
     gemini_image_model: str = "gemini-3.1-flash-image"
     gemini_timeout_seconds: float = Field(120.0, gt=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mangakai.v1 import common_pb2
@@ -187,9 +188,14 @@ class CharacterLook:
         )
 
 
-def character_look(name: str) -> CharacterLook:
-    """The look of the character called `name`; the same name always looks the same."""
-    digest = hashlib.sha256(("mangakai-character:" + name.strip()).encode()).digest()
+def character_look(name: str, variant: int = 0) -> CharacterLook:
+    """The look of the character called `name`; the same name (and variant) always looks the same.
+
+    `variant` only moves a character off a look that another character of the
+    same story already wears (see `_distinct_looks`).
+    """
+    salt = "" if variant == 0 else f"#{variant}"
+    digest = hashlib.sha256(("mangakai-character:" + name.strip() + salt).encode()).digest()
     hair = HAIR_COLOURS[digest[0] % len(HAIR_COLOURS)]
     clothes = CLOTHES[digest[2] % len(CLOTHES)]
     eyes = EYE_COLOURS[digest[3] % len(EYE_COLOURS)]
@@ -205,6 +211,55 @@ def character_look(name: str) -> CharacterLook:
         head_shape=HEAD_SHAPES[digest[5] % len(HEAD_SHAPES)],
         skin=SKIN_TONES[digest[6] % len(SKIN_TONES)],
     )
+
+
+def look_from_description(name: str, description: str) -> CharacterLook:
+    """The look a character-bible description names, filling anything it does not name from the name's hash.
+
+    This is how a drawing follows the bible: a description written by this
+    planner round-trips exactly, and a free-form one still yields the hair and
+    clothes colours it mentions.
+    """
+    base = character_look(name)
+    text = description.lower()
+
+    def find(options: Sequence[str], default: str) -> str:
+        positions = [(text.find(option.lower()), -len(option), option) for option in options if option.lower() in text]
+        return min(positions)[2] if positions else default
+
+    hair_name = find([h for h, _ in HAIR_COLOURS], base.hair_colour_name)
+    clothes_name = find([c for c, _ in CLOTHES], base.clothes_name)
+    eye_name = find([f"{e} eyes" for e, _ in EYE_COLOURS], base.eye_colour_name + " eyes").removesuffix(" eyes")
+    return CharacterLook(
+        hair_colour_name=hair_name,
+        hair_colour=dict(HAIR_COLOURS)[hair_name],
+        hair_style=find(HAIR_STYLES, base.hair_style),
+        clothes_name=clothes_name,
+        clothes_colour=dict(CLOTHES)[clothes_name],
+        eye_colour_name=eye_name,
+        eye_colour=dict(EYE_COLOURS)[eye_name],
+        build=find(BUILDS, base.build),
+        head_shape=find(HEAD_SHAPES, base.head_shape),
+        skin=base.skin,
+    )
+
+
+def _distinct_looks(names: Sequence[str]) -> list[CharacterLook]:
+    """One look per name, moving later characters to another variant when they would dress like an earlier one."""
+    looks: list[CharacterLook] = []
+    for name in names:
+        chosen = character_look(name)
+        for variant in range(1, 16):
+            clash = any(
+                other.clothes_name == chosen.clothes_name
+                or (other.hair_colour_name == chosen.hair_colour_name and other.hair_style == chosen.hair_style)
+                for other in looks
+            )
+            if not clash:
+                break
+            chosen = character_look(name, variant)
+        looks.append(chosen)
+    return looks
 
 
 def detect_language(text: str) -> str:
@@ -271,8 +326,8 @@ def plan_story(story: str, panel_count: int, style: common_pb2.StylePreferences)
 
     characters = _character_bible(passages, known, body)
     plan = common_pb2.ScenePlan(title=title, language=language)
-    for name in characters:
-        plan.characters.add(name=name, description=character_look(name).description())
+    for name, look in zip(characters, _distinct_looks(characters), strict=True):
+        plan.characters.add(name=name, description=look.description())
 
     scenes = _scenes_for(passages, panel_count)
     previous_setting = ""
@@ -313,7 +368,7 @@ def plan_story(story: str, panel_count: int, style: common_pb2.StylePreferences)
         scene.action = _action(narration_full, quotes, cast, cjk, copy_index)
         scene.shot = _choose_shot(number, passage, quotes, cast, style, previous_shot, copy_index, cjk)
         previous_shot = scene.shot
-        scene.visual_prompt = _visual_prompt(scene, style)
+        scene.visual_prompt = _visual_prompt(scene, plan.characters, style)
     return plan
 
 
@@ -849,13 +904,16 @@ def _enum_words(value_name: str, prefix: str) -> str:
     return value_name.removeprefix(prefix).replace("_", " ").lower()
 
 
-def _visual_prompt(scene: common_pb2.Scene, style: common_pb2.StylePreferences) -> str:
+def _visual_prompt(
+    scene: common_pb2.Scene, characters: Sequence[common_pb2.Character], style: common_pb2.StylePreferences
+) -> str:
     shot = _enum_words(common_pb2.ShotType.Name(scene.shot), "SHOT_TYPE_")
     parts = [f"{shot} shot"]
     if scene.setting:
         parts.append(f"setting: {scene.setting}")
     if scene.characters:
-        looks = [f"{name} ({character_look(name).description()})" for name in scene.characters]
+        bible = {character.name: character.description for character in characters}
+        looks = [f"{name} ({bible.get(name) or character_look(name).description()})" for name in scene.characters]
         parts.append("characters: " + "; ".join(looks))
     if scene.action:
         parts.append(f"action: {scene.action}")

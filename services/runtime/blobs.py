@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
-
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.clients import channel
 
@@ -47,7 +46,9 @@ class BlobClient:
     async def stat(self, key: str) -> common_pb2.Blob | None:
         """The blob's metadata, or None when there is no such blob."""
         try:
-            blob: common_pb2.Blob = await self._stub.StatBlob(storage_pb2.StatBlobRequest(key=key), timeout=10)
+            blob: common_pb2.Blob = await self._stub.StatBlob(
+                storage_pb2.StatBlobRequest(key=key), timeout=10
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None

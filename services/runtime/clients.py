@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 SESSION_METADATA_KEY = "x-mangakai-session"
 """Metadata key the gateway uses to tell internal services which session a call acts for."""

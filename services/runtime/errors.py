@@ -146,7 +146,9 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
         code = exc.code()
         if code in _PASSTHROUGH:
             trailing = tuple(
-                (k, v) for k, v in (exc.trailing_metadata() or ()) if k == rpc_status.GRPC_DETAILS_METADATA_KEY
+                (k, v)
+                for k, v in (exc.trailing_metadata() or ())
+                if k == rpc_status.GRPC_DETAILS_METADATA_KEY
             )
             await context.abort(code, exc.details() or "", trailing)
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -183,7 +185,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async def unary_stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 try:
                     async for item in inner_us(request, context):
                         yield item

@@ -24,12 +24,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
 from mangakai_runtime.errors import ErrorInterceptor
 from mangakai_runtime.log import configure_logging
 from mangakai_runtime.settings import ServiceSettings
 from mangakai_runtime.telemetry import MetricsInterceptor, configure_tracing, start_metrics_server
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,9 @@ class Server:
     service_names: list[str]
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 
@@ -114,14 +115,22 @@ class ServiceMain:
         metrics_port = -1
         if self.settings.metrics_port >= 0:
             metrics_port = start_metrics_server(self.settings.metrics_port)
-        server = await create_server(registrations, host=self.settings.grpc_host, port=self.settings.grpc_port)
+        server = await create_server(
+            registrations, host=self.settings.grpc_host, port=self.settings.grpc_port
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(job(), name=f"{self.name}-background") for job in background]
         self._write_ready_file({"grpc_port": server.port, "metrics_port": metrics_port, **self.extra_ports})
-        log.info("%s serving gRPC on %s:%d (metrics %d)", self.name, self.settings.grpc_host, server.port, metrics_port)
+        log.info(
+            "%s serving gRPC on %s:%d (metrics %d)",
+            self.name,
+            self.settings.grpc_host,
+            server.port,
+            metrics_port,
+        )
         stop_wait = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:

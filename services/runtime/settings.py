@@ -21,7 +21,9 @@ class ServiceSettings(BaseSettings):
 
     grpc_host: str = Field("127.0.0.1", description="Address the gRPC server binds to; '[::]' in containers.")
     grpc_port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
-    metrics_port: int = Field(-1, ge=-1, le=65535, description="Prometheus port; 0 picks a free one, -1 disables.")
+    metrics_port: int = Field(
+        -1, ge=-1, le=65535, description="Prometheus port; 0 picks a free one, -1 disables."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_seconds: float = Field(10.0, gt=0)

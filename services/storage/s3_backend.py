@@ -77,7 +77,9 @@ class S3BlobReader:
             Range=f"bytes={start}-{stop - 1}",
             IfMatch=self._etag,
         )
-        async with response["Body"] as body:
+        body = response["Body"]
+        # Entering the body returns the raw HTTP response; keep the wrapper for its chunking.
+        async with body:
             async for chunk in body.iter_chunks(chunk_size):
                 yield chunk
 

@@ -10,19 +10,21 @@ a plain stack shared by a module. Every test here is marked `integration`.
 
 from __future__ import annotations
 
-import contextlib
+import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mangakai_devstack.nats import NatsServer
 from mangakai_devstack.postgres import PostgresServer
-from mangakai_devstack.stack import Stack
+from mangakai_devstack.stack import Stack, StackFactory
 
 HERE = Path(__file__).parent
+
+# The services inherit this environment: never let a developer's key send test traffic to Gemini.
+os.environ.pop("GEMINI_API_KEY", None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,43 +59,6 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
-
-
-class StackFactory:
-    """Starts stacks of service processes against shared PostgreSQL and NATS; `close` stops them all."""
-
-    def __init__(self, postgres: PostgresServer, nats: NatsServer, base_dir: Path) -> None:
-        self._postgres = postgres
-        self._nats = nats
-        self._base_dir = base_dir
-        self._stacks: list[Stack] = []
-
-    def __call__(
-        self,
-        overrides: Mapping[str, Mapping[str, str]] | None = None,
-        *,
-        modules: Mapping[str, str] | None = None,
-        database: str | None = None,
-    ) -> Stack:
-        """A started stack; each gets a fresh database unless `database` names one."""
-        name = f"stack{len(self._stacks)}"
-        stack = Stack(
-            self._base_dir / name,
-            durable=False,
-            overrides=overrides,
-            postgres=self._postgres,
-            nats=self._nats,
-            database=database or f"t_{uuid.uuid4().hex[:16]}",
-            modules=modules,
-        )
-        self._stacks.append(stack)
-        stack.start()
-        return stack
-
-    def close(self) -> None:
-        while self._stacks:
-            with contextlib.suppress(Exception):
-                self._stacks.pop().stop()
 
 
 @pytest.fixture

@@ -21,12 +21,11 @@ from pathlib import Path
 import asyncpg
 import nats as nats_client
 import pytest
-from conftest import StackFactory
 from mangakai_devstack.nats import NatsServer
 from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.processes import is_alive
 from mangakai_devstack.services import ServiceProcess, ServiceStartError, check_health
-from mangakai_devstack.stack import SERVICE_ORDER, Stack
+from mangakai_devstack.stack import SERVICE_ORDER, Stack, StackFactory
 
 STANDIN = "devstack_standin"
 STANDIN_PATH = str(Path(__file__).parent)

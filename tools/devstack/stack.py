@@ -11,14 +11,17 @@ Layout of the base directory:
 
 Services start in dependency order (storage, renderer, orchestrator, gateway)
 and stop in reverse, then NATS, then PostgreSQL. A `Stack` may be given
-servers that are already running (the tests share one PostgreSQL and one NATS
-between stacks); it then neither starts nor stops them.
+servers that are already running; it then neither starts nor stops them.
+`StackFactory` makes such stacks for the tests: one PostgreSQL and one NATS,
+many stacks, each with a database of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -98,6 +101,11 @@ class Stack:
     @property
     def owns_nats(self) -> bool:
         return self._owns_nats
+
+    @property
+    def nats_namespace(self) -> str:
+        """NATS subject namespace of this stack: stacks sharing one NATS server never see each other's jobs."""
+        return re.sub(r"[^a-z0-9_]", "_", self.database.lower())[:32]
 
     @property
     def database_url(self) -> str:
@@ -196,11 +204,13 @@ class Stack:
                 "STORAGE_SIGNING_KEY": self.signing_key(),
             }
         elif name == "renderer":
-            env |= {"STORAGE_ADDR": self.service("storage").address, "RENDERER_BACKEND": "local"}
+            # RENDERER_BACKEND stays "auto": Gemini when GEMINI_API_KEY is set, the local backend otherwise.
+            env |= {"STORAGE_ADDR": self.service("storage").address}
         elif name == "orchestrator":
             env |= {
                 "DATABASE_URL": self.database_url,
                 "NATS_URL": self._nats.url,
+                "NATS_NAMESPACE": self.nats_namespace,
                 "RENDERER_ADDR": self.service("renderer").address,
                 "STORAGE_ADDR": self.service("storage").address,
             }
@@ -208,6 +218,7 @@ class Stack:
             env |= {
                 "DATABASE_URL": self.database_url,
                 "NATS_URL": self._nats.url,
+                "NATS_NAMESPACE": self.nats_namespace,
                 "ORCHESTRATOR_ADDR": self.service("orchestrator").address,
                 "STORAGE_ADDR": self.service("storage").address,
             }
@@ -257,3 +268,57 @@ class Stack:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class StackFactory:
+    """Starts stacks that share one PostgreSQL and one NATS server; `close` stops them all.
+
+    Each stack gets a fresh database, so tests do not see each other's rows,
+    and a directory of its own under `base_dir`. The servers stay up.
+    """
+
+    def __init__(
+        self,
+        postgres: PostgresServer,
+        nats: NatsServer,
+        base_dir: Path,
+        *,
+        modules: Mapping[str, str] | None = None,
+    ) -> None:
+        self.postgres = postgres
+        self.nats = nats
+        self.base_dir = Path(base_dir)
+        self.modules = dict(modules or {})
+        self._stacks: list[Stack] = []
+
+    def __call__(
+        self,
+        overrides: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        modules: Mapping[str, str] | None = None,
+        database: str | None = None,
+    ) -> Stack:
+        """A started stack (non-durable); `database` reuses a named database instead of a fresh one."""
+        stack = Stack(
+            self.base_dir / f"stack{len(self._stacks)}",
+            durable=False,
+            overrides=overrides,
+            postgres=self.postgres,
+            nats=self.nats,
+            database=database or f"t_{uuid.uuid4().hex[:16]}",
+            modules={**self.modules, **(modules or {})},
+        )
+        self._stacks.append(stack)  # before start: a stack that fails half-way is still closed
+        stack.start()
+        return stack
+
+    def close(self) -> None:
+        """Stops every stack made here, newest first, even if one of them fails to stop."""
+        errors: list[Exception] = []
+        while self._stacks:
+            try:
+                self._stacks.pop().stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
