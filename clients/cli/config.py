@@ -1,7 +1,7 @@
 """Where the CLI connects and which session token it uses there.
 
 The gateway address comes from the command line, the environment, the local
-dev stack's `.run/stack.json`, or a default, in that order. Session tokens are
+dev stack's `.run/stack.json` (its "gateway_address"), or a default, in that order. Session tokens are
 kept per gateway address in a JSON file readable only by its owner.
 """
 
@@ -23,7 +23,7 @@ class ConfigError(Exception):
 
 
 def resolve_gateway(explicit: str | None, env: Mapping[str, str], cwd: Path) -> str:
-    """The gateway address to use: flag, then $MANGAKAI_GATEWAY, then `.run/stack.json`, then the default."""
+    """The gateway address to use: flag, then $MANGAKAI_GATEWAY, then `.run/stack.json` (its "gateway_address"), then the default."""
     if explicit:
         return explicit
     from_env = env.get(GATEWAY_ENV, "").strip()
@@ -35,7 +35,7 @@ def resolve_gateway(explicit: str | None, env: Mapping[str, str], cwd: Path) -> 
             stack = json.loads(stack_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{stack_file}: cannot read the dev stack description: {exc}") from exc
-        gateway = stack.get("gateway") if isinstance(stack, dict) else None
+        gateway = stack.get("gateway_address") if isinstance(stack, dict) else None
         if isinstance(gateway, str) and gateway:
             return gateway
     return DEFAULT_GATEWAY

@@ -319,6 +319,16 @@ class JobStore:
 
     # ---- jobs: the worker's side ----------------------------------------
 
+    async def lease_left(self, job_id: uuid.UUID) -> float | None:
+        """Seconds until another worker's lease on an active job runs out; None when the job has ended."""
+        row = await self._pool.fetchrow(
+            """SELECT GREATEST(0, EXTRACT(EPOCH FROM lease_expires_at - now()))::float8 AS left
+               FROM jobs WHERE id = $1 AND state = ANY($2::smallint[])""",
+            job_id,
+            list(ACTIVE_STATES),
+        )
+        return None if row is None else float(row["left"] or 0.0)
+
     async def claim(self, job_id: uuid.UUID, owner: str, lease_seconds: float) -> ClaimedJob | None:
         """Takes the job for this worker unless it has ended or another live worker holds it."""
         row = await self._pool.fetchrow(

@@ -101,8 +101,13 @@ class JobWorker:
         lease = self._settings.ack_wait_seconds
         job = await self._store.claim(job_id, self._owner, lease)
         if job is None:
-            # Ended already, or a live replica holds it (a duplicate delivery).
-            await message.ack()
+            left = await self._store.lease_left(job_id)
+            if left is None:
+                await message.ack()  # ended already: a duplicate delivery
+            else:
+                # Held by another worker whose lease has not run out yet (it may have just
+                # died): ask again once the lease is over.
+                await message.nak(delay=left + 0.5)
             return
         if job.attempts > self._settings.max_job_attempts:
             log.error("job %s failed after %d attempts", job_id, job.attempts - 1)

@@ -32,10 +32,34 @@ NO_LINE_END = frozenset("「『（【〔〈《“‘([{﹁﹃︵")
 
 # Vertical presentation forms: what a horizontal glyph becomes in a top-to-bottom column.
 _VERTICAL_FORMS = {
-    "「": "﹁", "」": "﹂", "『": "﹃", "』": "﹄", "（": "︵", "）": "︶", "(": "︵", ")": "︶",
-    "、": "︑", "。": "︒", "，": "︐", "ー": "丨", "―": "︱", "—": "︱", "…": "︙", "‥": "︰",
-    "！": "︕", "？": "︖", "：": "︓", "；": "︔", "【": "︻", "】": "︼", "〜": "≀", "～": "≀",
-    "“": "﹁", "”": "﹂", "!": "︕", "?": "︖",
+    "「": "﹁",
+    "」": "﹂",
+    "『": "﹃",
+    "』": "﹄",
+    "（": "︵",
+    "）": "︶",
+    "(": "︵",
+    ")": "︶",
+    "、": "︑",
+    "。": "︒",
+    "，": "︐",
+    "ー": "丨",
+    "―": "︱",
+    "—": "︱",
+    "…": "︙",
+    "‥": "︰",
+    "！": "︕",
+    "？": "︖",
+    "：": "︓",
+    "；": "︔",
+    "【": "︻",
+    "】": "︼",
+    "〜": "≀",
+    "～": "≀",
+    "“": "﹁",
+    "”": "﹂",
+    "!": "︕",
+    "?": "︖",
 }
 
 _CJK_RANGE = "\u2e80-\u2fff\u3000-\u30ff\u3100-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
@@ -66,7 +90,9 @@ def font_for(size: int, language: str) -> ImageFont.FreeTypeFont:
 @lru_cache(maxsize=256)
 def _load_font(size: int, index: int) -> ImageFont.FreeTypeFont:
     # BASIC layout is enough for CJK, Latin and Hangul and much faster than Raqm.
-    return ImageFont.truetype(noto_cjk_sans_otc.FONT_PATH, size, index=index, layout_engine=ImageFont.Layout.BASIC)
+    return ImageFont.truetype(
+        noto_cjk_sans_otc.FONT_PATH, size, index=index, layout_engine=ImageFont.Layout.BASIC
+    )
 
 
 def line_height(font: ImageFont.FreeTypeFont) -> int:
@@ -150,7 +176,7 @@ def _split_long_word(word: str, font: ImageFont.FreeTypeFont, max_width: float) 
         cut = 1
         while cut < len(rest) and font.getlength(rest[: cut + 1] + "-") <= max_width:
             cut += 1
-        hyphen = "-" if rest[cut - 1].isalnum() and rest[cut:cut + 1].isalnum() else ""
+        hyphen = "-" if rest[cut - 1].isalnum() and rest[cut : cut + 1].isalnum() else ""
         pieces.append(rest[:cut] + hyphen)
         rest = rest[cut:]
     return pieces
@@ -283,7 +309,9 @@ def _layout_at(
     return block
 
 
-def _truncated(text: str, font: ImageFont.FreeTypeFont, max_width: int, max_height: int, vertical: bool) -> TextBlock:
+def _truncated(
+    text: str, font: ImageFont.FreeTypeFont, max_width: int, max_height: int, vertical: bool
+) -> TextBlock:
     if vertical:
         char_height = round(font.size * 1.05)
         capacity = max(1, max_height // char_height)
@@ -339,7 +367,7 @@ def draw_text_block(
         draw.text((x, y0 + index * height + ascent_pad), line, font=block.font, fill=fill)
 
 
-def _vertical_offset(char: str, size: int) -> Point:
+def _vertical_offset(char: str, size: float) -> Point:
     # Small kana sit in the upper right of their cell in vertical text.
     if char in "ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ":
         return size * 0.12, -size * 0.12
@@ -347,7 +375,9 @@ def _vertical_offset(char: str, size: int) -> Point:
 
 
 def _supersampled_masks(size: tuple[int, int], scale: int) -> tuple[Image.Image, Image.Image]:
-    return Image.new("L", (size[0] * scale, size[1] * scale), 0), Image.new("L", (size[0] * scale, size[1] * scale), 0)
+    return Image.new("L", (size[0] * scale, size[1] * scale), 0), Image.new(
+        "L", (size[0] * scale, size[1] * scale), 0
+    )
 
 
 def _ellipse_point(center: Point, radii: Point, angle: float, factor: float = 1.0) -> Point:
@@ -403,7 +433,13 @@ def draw_balloon(
     text_w = int((region_w / spread - 2 * pad) / 1.36)
     text_h = int((region_h / spread - 2 * pad) / 1.36)
     block = layout_text(
-        text, language, text_w, text_h, max_size=max_size, min_size=min_size, vertical=vertical,
+        text,
+        language,
+        text_w,
+        text_h,
+        max_size=max_size,
+        min_size=min_size,
+        vertical=vertical,
         preferred_aspect=0.55 if vertical else 1.9,
     )
     balloon_w = min(region_w, round((block.width * 1.36 + 2 * pad) * spread))
@@ -480,7 +516,10 @@ def _draw_balloon_shape(
                 paper_draw.ellipse(_ellipse_box(point, (radius - inset, radius - inset)), fill=255)
         elif distance > 4 * scale:
             reach = min(distance, max(radii) * 0.9)
-            tip = (edge[0] + (tip[0] - edge[0]) * reach / distance, edge[1] + (tip[1] - edge[1]) * reach / distance)
+            tip = (
+                edge[0] + (tip[0] - edge[0]) * reach / distance,
+                edge[1] + (tip[1] - edge[1]) * reach / distance,
+            )
             half = 0.2 if kind == BalloonKind.SPEECH else 0.14
             base_a = _ellipse_point(center, body_radii, angle - half, 0.8)
             base_b = _ellipse_point(center, body_radii, angle + half, 0.8)
@@ -527,7 +566,12 @@ def draw_caption(
     left, top, right, bottom = region
     pad = max(6, round(max_size * 0.4))
     block = layout_text(
-        text, language, right - left - 2 * pad, bottom - top - 2 * pad, max_size=max_size, min_size=min_size,
+        text,
+        language,
+        right - left - 2 * pad,
+        bottom - top - 2 * pad,
+        max_size=max_size,
+        min_size=min_size,
         vertical=vertical,
     )
     width = block.width + 2 * pad

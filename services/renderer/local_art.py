@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageOps
-
 from mangakai.v1 import common_pb2
 from mangakai_renderer import lettering
 from mangakai_renderer.story_planner import CharacterLook, look_from_description
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageOps
 
 RGB = tuple[int, int, int]
 Point = tuple[float, float]
@@ -39,11 +38,71 @@ _PALETTE = common_pb2.ColorPalette
 # Keywords (English, Chinese, Japanese) that pick background scenery.
 _SCENERY_WORDS: dict[str, tuple[str, ...]] = {
     "lighthouse": ("lighthouse", "lamp room", "灯塔"),
-    "sea": ("sea", "ocean", "wave", "water", "shore", "beach", "harbor", "harbour", "shingle", "boat", "rocks", "海", "浜", "港", "船", "沙滩"),
-    "room": ("room", "kitchen", "inside", "house", "classroom", "office", "library", "hall", "stairs", "部屋", "房间", "教室", "家", "屋内", "台所", "厨房"),
-    "festival": ("festival", "lantern", "stall", "fair", "祭", "灯笼", "提灯", "屋台", "元宵", "灯谜", "庙会"),
+    "sea": (
+        "sea",
+        "ocean",
+        "wave",
+        "water",
+        "shore",
+        "beach",
+        "harbor",
+        "harbour",
+        "shingle",
+        "boat",
+        "rocks",
+        "海",
+        "浜",
+        "港",
+        "船",
+        "沙滩",
+    ),
+    "room": (
+        "room",
+        "kitchen",
+        "inside",
+        "house",
+        "classroom",
+        "office",
+        "library",
+        "hall",
+        "stairs",
+        "部屋",
+        "房间",
+        "教室",
+        "家",
+        "屋内",
+        "台所",
+        "厨房",
+    ),
+    "festival": (
+        "festival",
+        "lantern",
+        "stall",
+        "fair",
+        "祭",
+        "灯笼",
+        "提灯",
+        "屋台",
+        "元宵",
+        "灯谜",
+        "庙会",
+    ),
     "shrine": ("shrine", "temple", "torii", "神社", "鳥居", "寺", "庙", "石段"),
-    "street": ("street", "town", "city", "alley", "village", "road", "market", "街", "町", "巷", "商店街", "村", "路"),
+    "street": (
+        "street",
+        "town",
+        "city",
+        "alley",
+        "village",
+        "road",
+        "market",
+        "街",
+        "町",
+        "巷",
+        "商店街",
+        "村",
+        "路",
+    ),
     "forest": ("forest", "woods", "park", "garden", "tree", "森", "公园", "公園", "林", "庭", "花园"),
     "river": ("river", "bridge", "canal", "川", "河", "桥", "橋"),
     "mountain": ("mountain", "hill", "cliff", "山", "崖"),
@@ -229,8 +288,14 @@ def _style_for(style: common_pb2.StylePreferences) -> _Style:
         common_pb2.ART_STYLE_CLASSIC: 1.15,
         common_pb2.ART_STYLE_CHIBI: 1.35,
     }.get(style.art_style, 1.0)
-    chibi = style.art_style == common_pb2.ART_STYLE_CHIBI or style.character_style == common_pb2.CHARACTER_STYLE_CHIBI
-    realistic = style.character_style == common_pb2.CHARACTER_STYLE_REALISTIC or style.art_style == common_pb2.ART_STYLE_SEINEN
+    chibi = (
+        style.art_style == common_pb2.ART_STYLE_CHIBI
+        or style.character_style == common_pb2.CHARACTER_STYLE_CHIBI
+    )
+    realistic = (
+        style.character_style == common_pb2.CHARACTER_STYLE_REALISTIC
+        or style.art_style == common_pb2.ART_STYLE_SEINEN
+    )
     if realistic:
         eye_scale *= 0.8
     return _Style(
@@ -238,7 +303,8 @@ def _style_for(style: common_pb2.StylePreferences) -> _Style:
         eye_scale=eye_scale,
         heads_tall=3.0 if chibi else (7.0 if realistic else 5.8),
         sparkle_eyes=style.art_style == common_pb2.ART_STYLE_SHOJO or style.mood == _MOOD.MOOD_ROMANTIC,
-        detailed=style.character_style in (common_pb2.CHARACTER_STYLE_DETAILED, common_pb2.CHARACTER_STYLE_REALISTIC),
+        detailed=style.character_style
+        in (common_pb2.CHARACTER_STYLE_DETAILED, common_pb2.CHARACTER_STYLE_REALISTIC),
         sketchy=style.line_style == common_pb2.LINE_STYLE_SKETCHY,
     )
 
@@ -288,7 +354,13 @@ _SKIES: dict[str, tuple[RGB, RGB]] = {
 
 
 def _background(
-    size: tuple[int, int], shot: int, scenery: str, time_of_day: str, weather: str, mood: int, rng: random.Random
+    size: tuple[int, int],
+    shot: int,
+    scenery: str,
+    time_of_day: str,
+    weather: str,
+    mood: int,
+    rng: random.Random,
 ) -> Image.Image:
     width, height = size
     sky_top, sky_bottom = _SKIES[time_of_day]
@@ -314,7 +386,9 @@ def _background(
             _moon(draw, (width * rng.uniform(0.62, 0.85), height * rng.uniform(0.1, 0.2)), width * 0.045)
         elif weather != "rain":
             _clouds(draw, width, horizon, rng, time_of_day)
-        if weather == "fireworks" or (scenery == "festival" and time_of_day == "night" and rng.random() < 0.5):
+        if weather == "fireworks" or (
+            scenery == "festival" and time_of_day == "night" and rng.random() < 0.5
+        ):
             _fireworks(image, width, horizon, rng)
         painter = {
             "lighthouse": _lighthouse_scene,
@@ -368,7 +442,11 @@ def _room(size: tuple[int, int], time_of_day: str, rng: random.Random) -> Image.
     vanishing = width * rng.uniform(0.4, 0.6)
     for index in range(-6, 7):
         x = vanishing + index * width * 0.16
-        draw.line((vanishing + index * width * 0.05, floor_y, x + (x - vanishing) * 1.6, height), fill=_shade(floor, 0.8), width=max(2, width // 400))
+        draw.line(
+            (vanishing + index * width * 0.05, floor_y, x + (x - vanishing) * 1.6, height),
+            fill=_shade(floor, 0.8),
+            width=max(2, width // 400),
+        )
     draw.line((0, floor_y, width, floor_y), fill=_shade(floor, 0.6), width=max(3, width // 300))
     # A window onto the time of day.
     wx0 = width * rng.uniform(0.08, 0.55)
@@ -388,7 +466,9 @@ def _room(size: tuple[int, int], time_of_day: str, rng: random.Random) -> Image.
     for index in range(5):
         book_x = shelf_x + index * width * 0.028 + width * 0.01
         colour = rng.choice([(170, 60, 50), (60, 90, 150), (70, 130, 80), (200, 160, 60)])
-        draw.rectangle((book_x, height * 0.235, book_x + width * 0.022, height * 0.3), fill=colour, outline=INK, width=2)
+        draw.rectangle(
+            (book_x, height * 0.235, book_x + width * 0.022, height * 0.3), fill=colour, outline=INK, width=2
+        )
     return image
 
 
@@ -405,14 +485,23 @@ def _moon(draw: ImageDraw.ImageDraw, centre: Point, radius: float) -> None:
     draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(252, 246, 214))
 
 
-def _clouds(draw: ImageDraw.ImageDraw, width: int, horizon: int, rng: random.Random, time_of_day: str) -> None:
+def _clouds(
+    draw: ImageDraw.ImageDraw, width: int, horizon: int, rng: random.Random, time_of_day: str
+) -> None:
     colour: RGB = (255, 255, 255) if time_of_day == "day" else (252, 210, 190)
     for _ in range(rng.randint(2, 4)):
         cx, cy = rng.uniform(0, width), rng.uniform(horizon * 0.12, horizon * 0.6)
         scale = rng.uniform(0.05, 0.09) * width
         for dx, dy, r in ((-1.2, 0.2, 0.7), (-0.4, -0.2, 0.95), (0.5, -0.1, 0.85), (1.3, 0.25, 0.6)):
-            draw.ellipse((cx + dx * scale - r * scale, cy + dy * scale - r * scale * 0.7,
-                          cx + dx * scale + r * scale, cy + dy * scale + r * scale * 0.7), fill=colour)
+            draw.ellipse(
+                (
+                    cx + dx * scale - r * scale,
+                    cy + dy * scale - r * scale * 0.7,
+                    cx + dx * scale + r * scale,
+                    cy + dy * scale + r * scale * 0.7,
+                ),
+                fill=colour,
+            )
 
 
 def _fireworks(image: Image.Image, width: int, horizon: int, rng: random.Random) -> None:
@@ -420,13 +509,23 @@ def _fireworks(image: Image.Image, width: int, horizon: int, rng: random.Random)
     for _ in range(rng.randint(2, 4)):
         cx, cy = rng.uniform(width * 0.1, width * 0.9), rng.uniform(horizon * 0.12, horizon * 0.5)
         radius = rng.uniform(0.08, 0.16) * width
-        colour = rng.choice([(255, 90, 90), (255, 210, 80), (120, 230, 140), (140, 180, 255), (250, 140, 230)])
+        colour = rng.choice(
+            [(255, 90, 90), (255, 210, 80), (120, 230, 140), (140, 180, 255), (250, 140, 230)]
+        )
         rays = 28
         for index in range(rays):
             angle = 2 * math.pi * index / rays
             inner = radius * 0.25
-            draw.line((cx + math.cos(angle) * inner, cy + math.sin(angle) * inner,
-                       cx + math.cos(angle) * radius, cy + math.sin(angle) * radius), fill=colour, width=max(3, width // 400))
+            draw.line(
+                (
+                    cx + math.cos(angle) * inner,
+                    cy + math.sin(angle) * inner,
+                    cx + math.cos(angle) * radius,
+                    cy + math.sin(angle) * radius,
+                ),
+                fill=colour,
+                width=max(3, width // 400),
+            )
             dot = width / 300
             px, py = cx + math.cos(angle) * radius * 1.08, cy + math.sin(angle) * radius * 1.08
             draw.ellipse((px - dot, py - dot, px + dot, py + dot), fill=_shade(colour, 1.4))
@@ -447,7 +546,9 @@ def _night(colour: RGB, time_of_day: str) -> RGB:
     return colour
 
 
-def _open_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _open_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, _ = image.size
     _hills(draw, width, horizon, _night((150, 190, 140), time_of_day), rng)
     _ground(draw, image, horizon, _night((170, 200, 130), time_of_day))
@@ -461,7 +562,9 @@ def _hills(draw: ImageDraw.ImageDraw, width: int, horizon: int, colour: RGB, rng
     draw.polygon(points, fill=colour)
 
 
-def _sea_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _sea_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, height = image.size
     sea_top = _night((60, 120, 180), time_of_day)
     water = _vertical_gradient((width, height - horizon), sea_top, _shade(sea_top, 0.6))
@@ -472,7 +575,13 @@ def _sea_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time
         length = width * (0.03 + 0.06 * row / 14)
         for _ in range(3 + row // 2):
             x = rng.uniform(0, width)
-            draw.arc((x, y - length * 0.2, x + length, y + length * 0.2), 200, 340, fill=line_colour, width=max(2, width // 500 + row // 5))
+            draw.arc(
+                (x, y - length * 0.2, x + length, y + length * 0.2),
+                200,
+                340,
+                fill=line_colour,
+                width=max(2, width // 500 + row // 5),
+            )
     # A shore of rocks in the foreground corner.
     rock = _night((110, 100, 92), time_of_day)
     side = rng.choice([0, 1])
@@ -480,12 +589,19 @@ def _sea_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time
     direction = 1 if side == 0 else -1
     rocks: list[Point] = [(base_x, height), (base_x, height * 0.8)]
     for index in range(1, 6):
-        rocks.append((base_x + direction * width * 0.08 * index, height * (0.78 + rng.uniform(-0.04, 0.06) + index * 0.03)))
+        rocks.append(
+            (
+                base_x + direction * width * 0.08 * index,
+                height * (0.78 + rng.uniform(-0.04, 0.06) + index * 0.03),
+            )
+        )
     rocks.append((base_x + direction * width * 0.5, height))
     draw.polygon(rocks, fill=rock, outline=INK, width=max(3, width // 400))
 
 
-def _lighthouse_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _lighthouse_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     _sea_scene(image, draw, horizon, time_of_day, rng)
     width, height = image.size
     x = width * rng.choice([0.2, 0.78])
@@ -495,7 +611,17 @@ def _lighthouse_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: in
     line = max(3, width // 340)
     # Cliff under the tower.
     cliff = _night((120, 110, 96), time_of_day)
-    draw.polygon([(x - width * 0.2, height), (x - width * 0.14, base_y), (x + width * 0.16, base_y - 8), (x + width * 0.24, height)], fill=cliff, outline=INK, width=line)
+    draw.polygon(
+        [
+            (x - width * 0.2, height),
+            (x - width * 0.14, base_y),
+            (x + width * 0.16, base_y - 8),
+            (x + width * 0.24, height),
+        ],
+        fill=cliff,
+        outline=INK,
+        width=line,
+    )
     stripes = 5
     for index in range(stripes):
         t0, t1 = index / stripes, (index + 1) / stripes
@@ -505,22 +631,47 @@ def _lighthouse_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: in
         h1 = bottom_half + (top_half - bottom_half) * t1
         colour = _night((220, 60, 50) if index % 2 else (246, 244, 236), time_of_day)
         draw.polygon([(x - h0, y0), (x + h0, y0), (x + h1, y1), (x - h1, y1)], fill=colour)
-    draw.polygon([(x - bottom_half, base_y), (x + bottom_half, base_y), (x + top_half, top_y), (x - top_half, top_y)], outline=INK, width=line)
+    draw.polygon(
+        [(x - bottom_half, base_y), (x + bottom_half, base_y), (x + top_half, top_y), (x - top_half, top_y)],
+        outline=INK,
+        width=line,
+    )
     # Lamp room, with a beam when it is dark.
     lamp_top = top_y - height * 0.07
     if time_of_day in ("night", "sunset"):
         beam = Image.new("L", image.size, 0)
         beam_draw = ImageDraw.Draw(beam)
         direction = -1 if x > width / 2 else 1
-        beam_draw.polygon([(x, top_y - height * 0.035), (x + direction * width * 1.2, lamp_top - height * 0.2), (x + direction * width * 1.2, top_y + height * 0.12)], fill=110)
+        beam_draw.polygon(
+            [
+                (x, top_y - height * 0.035),
+                (x + direction * width * 1.2, lamp_top - height * 0.2),
+                (x + direction * width * 1.2, top_y + height * 0.12),
+            ],
+            fill=110,
+        )
         _tint(image, (0, 0, *image.size), (255, 246, 190), beam)
         draw = ImageDraw.Draw(image)
-    draw.rectangle((x - top_half * 0.9, lamp_top, x + top_half * 0.9, top_y), fill=(255, 236, 150), outline=INK, width=line)
-    draw.polygon([(x - top_half * 1.2, lamp_top), (x + top_half * 1.2, lamp_top), (x, lamp_top - height * 0.05)], fill=(60, 60, 70), outline=INK, width=line)
-    draw.rectangle((x - top_half * 1.3, top_y - 4, x + top_half * 1.3, top_y + height * 0.012), fill=(50, 50, 56))
+    draw.rectangle(
+        (x - top_half * 0.9, lamp_top, x + top_half * 0.9, top_y),
+        fill=(255, 236, 150),
+        outline=INK,
+        width=line,
+    )
+    draw.polygon(
+        [(x - top_half * 1.2, lamp_top), (x + top_half * 1.2, lamp_top), (x, lamp_top - height * 0.05)],
+        fill=(60, 60, 70),
+        outline=INK,
+        width=line,
+    )
+    draw.rectangle(
+        (x - top_half * 1.3, top_y - 4, x + top_half * 1.3, top_y + height * 0.012), fill=(50, 50, 56)
+    )
 
 
-def _festival_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _festival_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, height = image.size
     _street_scene(image, draw, horizon, time_of_day, rng, lanterns=False)
     # Stalls with striped awnings.
@@ -529,16 +680,31 @@ def _festival_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int,
         x0 = width * (0.02 + index * 0.34) + rng.uniform(-10, 10)
         w = width * 0.28
         y0 = horizon - height * 0.16
-        draw.rectangle((x0, y0 + height * 0.05, x0 + w, horizon + height * 0.02), fill=_night((150, 100, 70), time_of_day), outline=INK, width=line)
+        draw.rectangle(
+            (x0, y0 + height * 0.05, x0 + w, horizon + height * 0.02),
+            fill=_night((150, 100, 70), time_of_day),
+            outline=INK,
+            width=line,
+        )
         stripes = 6
         for s in range(stripes):
             colour = (230, 60, 60) if s % 2 == 0 else (250, 246, 236)
-            draw.polygon([(x0 + w * s / stripes, y0), (x0 + w * (s + 1) / stripes, y0), (x0 + w * (s + 1) / stripes + 4, y0 + height * 0.06), (x0 + w * s / stripes + 4, y0 + height * 0.06)], fill=_night(colour, time_of_day))
+            draw.polygon(
+                [
+                    (x0 + w * s / stripes, y0),
+                    (x0 + w * (s + 1) / stripes, y0),
+                    (x0 + w * (s + 1) / stripes + 4, y0 + height * 0.06),
+                    (x0 + w * s / stripes + 4, y0 + height * 0.06),
+                ],
+                fill=_night(colour, time_of_day),
+            )
         draw.rectangle((x0, y0, x0 + w + 4, y0 + height * 0.06), outline=INK, width=line)
     _lantern_string(image, width, height * 0.1, height * 0.2, rng, time_of_day)
 
 
-def _lantern_string(image: Image.Image, width: int, y_start: float, sag: float, rng: random.Random, time_of_day: str) -> None:
+def _lantern_string(
+    image: Image.Image, width: int, y_start: float, sag: float, rng: random.Random, time_of_day: str
+) -> None:
     draw = ImageDraw.Draw(image)
     line = max(2, width // 500)
     points = [(width * t / 20, y_start + sag * math.sin(math.pi * t / 20)) for t in range(21)]
@@ -550,7 +716,9 @@ def _lantern_string(image: Image.Image, width: int, y_start: float, sag: float, 
         x, y = points[index]
         y += radius * 1.2
         if glow_draw is not None:
-            glow_draw.ellipse((x - radius * 2.6, y - radius * 2.6, x + radius * 2.6, y + radius * 2.6), fill=70)
+            glow_draw.ellipse(
+                (x - radius * 2.6, y - radius * 2.6, x + radius * 2.6, y + radius * 2.6), fill=70
+            )
     if glow_mask is not None:
         _tint(image, (0, 0, *image.size), (255, 200, 120), glow_mask)
         draw = ImageDraw.Draw(image)
@@ -558,14 +726,29 @@ def _lantern_string(image: Image.Image, width: int, y_start: float, sag: float, 
         x, y = points[index]
         y += radius * 1.2
         draw.line((x, y - radius * 1.2, x, y - radius * 0.9), fill=INK, width=line)
-        draw.ellipse((x - radius, y - radius * 0.95, x + radius, y + radius * 0.95), fill=(226, 52, 44), outline=INK, width=line)
+        draw.ellipse(
+            (x - radius, y - radius * 0.95, x + radius, y + radius * 0.95),
+            fill=(226, 52, 44),
+            outline=INK,
+            width=line,
+        )
         draw.line((x - radius * 0.9, y, x + radius * 0.9, y), fill=(150, 30, 30), width=line)
-        draw.rectangle((x - radius * 0.45, y - radius * 1.05, x + radius * 0.45, y - radius * 0.85), fill=(40, 36, 36))
-        draw.rectangle((x - radius * 0.45, y + radius * 0.85, x + radius * 0.45, y + radius * 1.05), fill=(40, 36, 36))
+        draw.rectangle(
+            (x - radius * 0.45, y - radius * 1.05, x + radius * 0.45, y - radius * 0.85), fill=(40, 36, 36)
+        )
+        draw.rectangle(
+            (x - radius * 0.45, y + radius * 0.85, x + radius * 0.45, y + radius * 1.05), fill=(40, 36, 36)
+        )
 
 
 def _street_scene(
-    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random, *, lanterns: bool = True
+    image: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    horizon: int,
+    time_of_day: str,
+    rng: random.Random,
+    *,
+    lanterns: bool = True,
 ) -> None:
     width, height = image.size
     line = max(3, width // 380)
@@ -573,10 +756,22 @@ def _street_scene(
     while x < width:
         w = rng.uniform(0.14, 0.24) * width
         h = rng.uniform(0.22, 0.42) * height
-        colour = _night(rng.choice([(196, 170, 150), (170, 160, 150), (150, 130, 120), (200, 190, 170)]), time_of_day)
+        colour = _night(
+            rng.choice([(196, 170, 150), (170, 160, 150), (150, 130, 120), (200, 190, 170)]), time_of_day
+        )
         draw.rectangle((x, horizon - h, x + w, horizon), fill=colour, outline=INK, width=line)
         # A dark tiled roof.
-        draw.polygon([(x - w * 0.06, horizon - h), (x + w * 1.06, horizon - h), (x + w * 0.92, horizon - h - height * 0.05), (x + w * 0.08, horizon - h - height * 0.05)], fill=_night((70, 70, 84), time_of_day), outline=INK, width=line)
+        draw.polygon(
+            [
+                (x - w * 0.06, horizon - h),
+                (x + w * 1.06, horizon - h),
+                (x + w * 0.92, horizon - h - height * 0.05),
+                (x + w * 0.08, horizon - h - height * 0.05),
+            ],
+            fill=_night((70, 70, 84), time_of_day),
+            outline=INK,
+            width=line,
+        )
         lit = time_of_day in ("night", "sunset")
         for row in range(int(h // (height * 0.1))):
             for col in range(int(w // (width * 0.07))):
@@ -584,15 +779,24 @@ def _street_scene(
                 wy = horizon - h + height * 0.04 + row * height * 0.1
                 if wy + height * 0.05 > horizon - height * 0.02:
                     continue
-                window = (255, 214, 120) if lit and rng.random() < 0.7 else _night((120, 150, 180), time_of_day)
-                draw.rectangle((wx, wy, wx + width * 0.04, wy + height * 0.05), fill=window, outline=INK, width=max(2, line // 2))
+                window = (
+                    (255, 214, 120) if lit and rng.random() < 0.7 else _night((120, 150, 180), time_of_day)
+                )
+                draw.rectangle(
+                    (wx, wy, wx + width * 0.04, wy + height * 0.05),
+                    fill=window,
+                    outline=INK,
+                    width=max(2, line // 2),
+                )
         x += w + rng.uniform(0.0, 0.03) * width
     _ground(draw, image, horizon, _night((150, 146, 140), time_of_day))
     if lanterns and time_of_day == "night":
         _lantern_string(image, width, height * 0.12, height * 0.12, rng, time_of_day)
 
 
-def _shrine_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _shrine_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, height = image.size
     _forest_scene(image, draw, horizon, time_of_day, rng, trees=5)
     line = max(3, width // 340)
@@ -602,29 +806,88 @@ def _shrine_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, t
     top = horizon - height * 0.42
     for side in (-1, 1):
         px = cx + side * span / 2
-        draw.rectangle((px - width * 0.018, top + height * 0.04, px + width * 0.018, horizon), fill=red, outline=INK, width=line)
-    draw.polygon([(cx - span * 0.75, top - height * 0.01), (cx + span * 0.75, top - height * 0.01), (cx + span * 0.68, top + height * 0.035), (cx - span * 0.68, top + height * 0.035)], fill=(40, 34, 34), outline=INK, width=line)
-    draw.rectangle((cx - span * 0.62, top + height * 0.035, cx + span * 0.62, top + height * 0.06), fill=red, outline=INK, width=line)
-    draw.rectangle((cx - span * 0.58, top + height * 0.12, cx + span * 0.58, top + height * 0.145), fill=red, outline=INK, width=line)
+        draw.rectangle(
+            (px - width * 0.018, top + height * 0.04, px + width * 0.018, horizon),
+            fill=red,
+            outline=INK,
+            width=line,
+        )
+    draw.polygon(
+        [
+            (cx - span * 0.75, top - height * 0.01),
+            (cx + span * 0.75, top - height * 0.01),
+            (cx + span * 0.68, top + height * 0.035),
+            (cx - span * 0.68, top + height * 0.035),
+        ],
+        fill=(40, 34, 34),
+        outline=INK,
+        width=line,
+    )
+    draw.rectangle(
+        (cx - span * 0.62, top + height * 0.035, cx + span * 0.62, top + height * 0.06),
+        fill=red,
+        outline=INK,
+        width=line,
+    )
+    draw.rectangle(
+        (cx - span * 0.58, top + height * 0.12, cx + span * 0.58, top + height * 0.145),
+        fill=red,
+        outline=INK,
+        width=line,
+    )
     # Stone steps toward the viewer.
     for step in range(5):
         y = horizon + step * (image.height - horizon) / 5
         half = span * (0.35 + step * 0.12)
-        draw.rectangle((cx - half, y, cx + half, y + (image.height - horizon) / 5), fill=_night((190, 186, 176), time_of_day), outline=_shade(_night((190, 186, 176), time_of_day), 0.6), width=line)
+        draw.rectangle(
+            (cx - half, y, cx + half, y + (image.height - horizon) / 5),
+            fill=_night((190, 186, 176), time_of_day),
+            outline=_shade(_night((190, 186, 176), time_of_day), 0.6),
+            width=line,
+        )
     if time_of_day in ("night", "sunset"):
         _lantern_string(image, width, height * 0.08, height * 0.1, rng, time_of_day)
 
 
 def _tree(draw: ImageDraw.ImageDraw, x: float, base: float, size: float, leaf: RGB, line: int) -> None:
-    draw.rectangle((x - size * 0.09, base - size * 0.9, x + size * 0.09, base), fill=(110, 76, 50), outline=INK, width=line)
+    draw.rectangle(
+        (x - size * 0.09, base - size * 0.9, x + size * 0.09, base),
+        fill=(110, 76, 50),
+        outline=INK,
+        width=line,
+    )
     for dx, dy, r in ((0, -1.3, 0.55), (-0.35, -1.0, 0.45), (0.35, -1.0, 0.45), (0, -0.9, 0.5)):
-        draw.ellipse((x + dx * size - r * size, base + dy * size - r * size, x + dx * size + r * size, base + dy * size + r * size), fill=leaf, outline=INK, width=line)
+        draw.ellipse(
+            (
+                x + dx * size - r * size,
+                base + dy * size - r * size,
+                x + dx * size + r * size,
+                base + dy * size + r * size,
+            ),
+            fill=leaf,
+            outline=INK,
+            width=line,
+        )
     for dx, dy, r in ((0, -1.3, 0.55), (-0.35, -1.0, 0.45), (0.35, -1.0, 0.45)):
-        draw.ellipse((x + dx * size - r * size + line, base + dy * size - r * size + line, x + dx * size + r * size - line, base + dy * size + r * size - line), fill=leaf)
+        draw.ellipse(
+            (
+                x + dx * size - r * size + line,
+                base + dy * size - r * size + line,
+                x + dx * size + r * size - line,
+                base + dy * size + r * size - line,
+            ),
+            fill=leaf,
+        )
 
 
 def _forest_scene(
-    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random, *, trees: int = 8
+    image: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    horizon: int,
+    time_of_day: str,
+    rng: random.Random,
+    *,
+    trees: int = 8,
 ) -> None:
     width, _ = image.size
     line = max(3, width // 400)
@@ -633,15 +896,26 @@ def _forest_scene(
     for index in range(trees):
         x = width * (index + rng.uniform(0.1, 0.9)) / trees
         size = rng.uniform(0.12, 0.2) * width
-        _tree(draw, x, horizon + rng.uniform(-0.01, 0.03) * width, size, _night(rng.choice([(70, 140, 70), (90, 160, 80), (60, 120, 80)]), time_of_day), line)
+        _tree(
+            draw,
+            x,
+            horizon + rng.uniform(-0.01, 0.03) * width,
+            size,
+            _night(rng.choice([(70, 140, 70), (90, 160, 80), (60, 120, 80)]), time_of_day),
+            line,
+        )
 
 
-def _river_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _river_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, height = image.size
     _open_scene(image, draw, horizon, time_of_day, rng)
     water = _night((90, 150, 200), time_of_day)
     river_top = horizon + (height - horizon) * 0.25
-    draw.polygon([(0, river_top), (width, river_top - height * 0.04), (width, height * 0.93), (0, height)], fill=water)
+    draw.polygon(
+        [(0, river_top), (width, river_top - height * 0.04), (width, height * 0.93), (0, height)], fill=water
+    )
     for _ in range(24):
         x, y = rng.uniform(0, width), rng.uniform(river_top, height)
         length = width * rng.uniform(0.03, 0.08)
@@ -659,7 +933,9 @@ def _river_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, ti
         draw.line((px, py, px, py - height * 0.05), fill=INK, width=line)
 
 
-def _mountain_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random) -> None:
+def _mountain_scene(
+    image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int, time_of_day: str, rng: random.Random
+) -> None:
     width, height = image.size
     line = max(3, width // 380)
     for index in range(3):
@@ -667,23 +943,46 @@ def _mountain_scene(image: Image.Image, draw: ImageDraw.ImageDraw, horizon: int,
         peak_y = horizon - height * rng.uniform(0.25, 0.45)
         half = width * rng.uniform(0.25, 0.35)
         colour = _night(_mix((120, 130, 160), (90, 110, 90), index / 2), time_of_day)
-        draw.polygon([(peak_x - half, horizon), (peak_x, peak_y), (peak_x + half, horizon)], fill=colour, outline=INK, width=line)
+        draw.polygon(
+            [(peak_x - half, horizon), (peak_x, peak_y), (peak_x + half, horizon)],
+            fill=colour,
+            outline=INK,
+            width=line,
+        )
         cap = 0.22
-        draw.polygon([(peak_x - half * cap, peak_y + (horizon - peak_y) * cap), (peak_x, peak_y), (peak_x + half * cap, peak_y + (horizon - peak_y) * cap), (peak_x, peak_y + (horizon - peak_y) * cap * 0.7)], fill=(245, 248, 252))
+        draw.polygon(
+            [
+                (peak_x - half * cap, peak_y + (horizon - peak_y) * cap),
+                (peak_x, peak_y),
+                (peak_x + half * cap, peak_y + (horizon - peak_y) * cap),
+                (peak_x, peak_y + (horizon - peak_y) * cap * 0.7),
+            ],
+            fill=(245, 248, 252),
+        )
     _ground(draw, image, horizon, _night((140, 170, 110), time_of_day))
 
 
 # --- mood effects -----------------------------------------------------------------------------------
 
 
-def _mood_effects(image: Image.Image, draw: ImageDraw.ImageDraw, mood: int, shot: int, rng: random.Random, figures: list[_Figure]) -> None:
+def _mood_effects(
+    image: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    mood: int,
+    shot: int,
+    rng: random.Random,
+    figures: list[_Figure],
+) -> None:
     width, height = image.size
     focus = (figures[0].x, figures[0].head_y) if figures else (width / 2, height / 2)
     if mood == _MOOD.MOOD_ACTION:
         _speed_lines(draw, image.size, focus, rng, min(width, height) * 0.32)
     elif mood in (_MOOD.MOOD_DRAMATIC, _MOOD.MOOD_DARK, _MOOD.MOOD_MYSTERIOUS):
         _vignette(image, 150 if mood == _MOOD.MOOD_DARK else 110)
-        if mood == _MOOD.MOOD_DRAMATIC and shot in (_SHOT.SHOT_TYPE_CLOSE_UP, _SHOT.SHOT_TYPE_EXTREME_CLOSE_UP):
+        if mood == _MOOD.MOOD_DRAMATIC and shot in (
+            _SHOT.SHOT_TYPE_CLOSE_UP,
+            _SHOT.SHOT_TYPE_EXTREME_CLOSE_UP,
+        ):
             _speed_lines(ImageDraw.Draw(image), image.size, focus, rng, min(width, height) * 0.42)
     elif mood == _MOOD.MOOD_ROMANTIC:
         _flowers(ImageDraw.Draw(image), image.size, rng)
@@ -691,7 +990,9 @@ def _mood_effects(image: Image.Image, draw: ImageDraw.ImageDraw, mood: int, shot
         _sparkles(ImageDraw.Draw(image), image.size, rng, 10)
 
 
-def _speed_lines(draw: ImageDraw.ImageDraw, size: tuple[int, int], focus: Point, rng: random.Random, clear: float) -> None:
+def _speed_lines(
+    draw: ImageDraw.ImageDraw, size: tuple[int, int], focus: Point, rng: random.Random, clear: float
+) -> None:
     """Focus lines: thin black wedges from the frame edge toward the subject."""
     width, height = size
     reach = math.hypot(width, height)
@@ -717,7 +1018,20 @@ def _sparkles(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Rand
     for _ in range(count):
         x, y = rng.uniform(0, width), rng.uniform(0, height * 0.6)
         r = rng.uniform(0.012, 0.03) * width
-        draw.polygon([(x, y - r), (x + r * 0.22, y - r * 0.22), (x + r, y), (x + r * 0.22, y + r * 0.22), (x, y + r), (x - r * 0.22, y + r * 0.22), (x - r, y), (x - r * 0.22, y - r * 0.22)], fill=(255, 255, 240), outline=(200, 170, 80))
+        draw.polygon(
+            [
+                (x, y - r),
+                (x + r * 0.22, y - r * 0.22),
+                (x + r, y),
+                (x + r * 0.22, y + r * 0.22),
+                (x, y + r),
+                (x - r * 0.22, y + r * 0.22),
+                (x - r, y),
+                (x - r * 0.22, y - r * 0.22),
+            ],
+            fill=(255, 255, 240),
+            outline=(200, 170, 80),
+        )
 
 
 def _flowers(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Random) -> None:
@@ -731,7 +1045,11 @@ def _flowers(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Rando
         for petal in range(5):
             angle = 2 * math.pi * petal / 5
             px, py = x + math.cos(angle) * r, y + math.sin(angle) * r
-            draw.ellipse((px - r * 0.7, py - r * 0.7, px + r * 0.7, py + r * 0.7), fill=colour, outline=_shade(colour, 0.8))
+            draw.ellipse(
+                (px - r * 0.7, py - r * 0.7, px + r * 0.7, py + r * 0.7),
+                fill=colour,
+                outline=_shade(colour, 0.8),
+            )
         draw.ellipse((x - r * 0.35, y - r * 0.35, x + r * 0.35, y + r * 0.35), fill=(255, 230, 120))
     _sparkles(draw, size, rng, 6)
 
@@ -781,16 +1099,44 @@ def _place_figures(
     if shot in (_SHOT.SHOT_TYPE_CLOSE_UP, _SHOT.SHOT_TYPE_EXTREME_CLOSE_UP):
         main = ordered[0]
         x = width * (0.5 if not scene.dialogue else (0.42 if right_to_left else 0.58))
-        return [_Figure(main, character_look(main), x, height * framing.head_y, height * framing.head_radius,
-                        -1 if x > width / 2 else 1, framing.body, expression.get(main, "neutral"))]
+        return [
+            _Figure(
+                main,
+                character_look(main),
+                x,
+                height * framing.head_y,
+                height * framing.head_radius,
+                -1 if x > width / 2 else 1,
+                framing.body,
+                expression.get(main, "neutral"),
+            )
+        ]
     if shot == _SHOT.SHOT_TYPE_OVER_THE_SHOULDER and len(ordered) >= 2:
         front, back = ordered[0], ordered[1]
         front_x = width * (0.38 if right_to_left else 0.62)
         back_x = width * (0.86 if right_to_left else 0.14)
         return [
-            _Figure(back, character_look(back), back_x, height * 0.86, height * 0.2, 1 if back_x < width / 2 else -1, "bust", "neutral", back_view=True),
-            _Figure(front, character_look(front), front_x, height * framing.head_y, height * framing.head_radius,
-                    -1 if back_x > front_x else 1, framing.body, expression.get(front, "neutral")),
+            _Figure(
+                back,
+                character_look(back),
+                back_x,
+                height * 0.86,
+                height * 0.2,
+                1 if back_x < width / 2 else -1,
+                "bust",
+                "neutral",
+                back_view=True,
+            ),
+            _Figure(
+                front,
+                character_look(front),
+                front_x,
+                height * framing.head_y,
+                height * framing.head_radius,
+                -1 if back_x > front_x else 1,
+                framing.body,
+                expression.get(front, "neutral"),
+            ),
         ]
     shown = ordered[:3] if framing.body != "full" else ordered[:4]
     count = len(shown)
@@ -815,7 +1161,18 @@ def _place_figures(
         if count == 1:
             facing = 1 if (index + len(name)) % 2 else -1
         lift = radius * 0.25 * (index % 2) if framing.body == "waist" else 0.0
-        figures.append(_Figure(name, character_look(name), x, head_y + lift, radius, facing, framing.body, expression.get(name, "neutral")))
+        figures.append(
+            _Figure(
+                name,
+                character_look(name),
+                x,
+                head_y + lift,
+                radius,
+                facing,
+                framing.body,
+                expression.get(name, "neutral"),
+            )
+        )
     return figures
 
 
@@ -844,7 +1201,9 @@ def _ink(radius: float, style: _Style) -> int:
     return max(2, round(radius * 0.06 * style.line))
 
 
-def _draw_figure(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood: int, rng: random.Random) -> None:
+def _draw_figure(
+    draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood: int, rng: random.Random
+) -> None:
     look = figure.look
     r = figure.radius
     x, y = figure.x, figure.head_y
@@ -856,14 +1215,21 @@ def _draw_figure(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood
     _draw_hair_back(draw, figure, ink)
     _draw_torso(draw, figure, style, ink)
     # Neck.
-    draw.rectangle((x - r * 0.28, y + r * 0.7, x + r * 0.28, y + r * 1.35), fill=_shade(look.skin, 0.9), outline=INK, width=ink)
+    draw.rectangle(
+        (x - r * 0.28, y + r * 0.7, x + r * 0.28, y + r * 1.35),
+        fill=_shade(look.skin, 0.9),
+        outline=INK,
+        width=ink,
+    )
     _draw_head(draw, figure, ink)
     _draw_face(draw, figure, style, mood, ink)
     _draw_hair_front(draw, figure, ink)
 
 
 def _build_width(look: CharacterLook) -> float:
-    return {"slim": 1.0, "sturdy": 1.25, "small": 0.92, "tall and lanky": 0.95, "athletic": 1.15}.get(look.build, 1.0)
+    return {"slim": 1.0, "sturdy": 1.25, "small": 0.92, "tall and lanky": 0.95, "athletic": 1.15}.get(
+        look.build, 1.0
+    )
 
 
 def _draw_torso(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, ink: int) -> None:
@@ -888,8 +1254,28 @@ def _draw_torso(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, ink: 
         trousers = _shade(_mix(clothes, (50, 60, 90), 0.6), 0.8)
         for side in (-1, 1):
             lx = x + side * waist * 0.45
-            draw.polygon([(lx - waist * 0.42, hip_y - r * 0.1), (lx + waist * 0.42, hip_y - r * 0.1), (lx + waist * 0.32, hip_y + leg_h), (lx - waist * 0.32, hip_y + leg_h)], fill=trousers, outline=INK, width=ink)
-            draw.ellipse((lx - waist * 0.42 + side * r * 0.1, hip_y + leg_h - r * 0.25, lx + waist * 0.42 + side * r * 0.1, hip_y + leg_h + r * 0.2), fill=(40, 34, 34), outline=INK, width=ink)
+            draw.polygon(
+                [
+                    (lx - waist * 0.42, hip_y - r * 0.1),
+                    (lx + waist * 0.42, hip_y - r * 0.1),
+                    (lx + waist * 0.32, hip_y + leg_h),
+                    (lx - waist * 0.32, hip_y + leg_h),
+                ],
+                fill=trousers,
+                outline=INK,
+                width=ink,
+            )
+            draw.ellipse(
+                (
+                    lx - waist * 0.42 + side * r * 0.1,
+                    hip_y + leg_h - r * 0.25,
+                    lx + waist * 0.42 + side * r * 0.1,
+                    hip_y + leg_h + r * 0.2,
+                ),
+                fill=(40, 34, 34),
+                outline=INK,
+                width=ink,
+            )
     # Arms behind the body, hanging with a slight swing.
     for side in (-1, 1):
         sx = x + side * shoulder * 0.92
@@ -898,7 +1284,12 @@ def _draw_torso(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, ink: 
         draw.line((sx, neck_y + r * 0.4, hand_x, hand_y), fill=INK, width=round(r * 0.62) + 2 * ink)
         draw.line((sx, neck_y + r * 0.4, hand_x, hand_y), fill=dark, width=round(r * 0.62))
         if figure.body == "full":
-            draw.ellipse((hand_x - r * 0.22, hand_y - r * 0.1, hand_x + r * 0.22, hand_y + r * 0.34), fill=look.skin, outline=INK, width=ink)
+            draw.ellipse(
+                (hand_x - r * 0.22, hand_y - r * 0.1, hand_x + r * 0.22, hand_y + r * 0.34),
+                fill=look.skin,
+                outline=INK,
+                width=ink,
+            )
     torso = [
         (x - shoulder, neck_y + r * 0.35),
         (x - shoulder * 0.7, neck_y),
@@ -909,18 +1300,39 @@ def _draw_torso(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, ink: 
     ]
     draw.polygon(torso, fill=clothes, outline=INK, width=ink)
     # Collar: a V of skin and a lapel line; a ribbon when the clothes call for one.
-    draw.polygon([(x - r * 0.42, neck_y), (x + r * 0.42, neck_y), (x, neck_y + r * 0.7)], fill=look.skin, outline=INK, width=ink)
+    draw.polygon(
+        [(x - r * 0.42, neck_y), (x + r * 0.42, neck_y), (x, neck_y + r * 0.7)],
+        fill=look.skin,
+        outline=INK,
+        width=ink,
+    )
     draw.line((x - r * 0.42, neck_y, x - r * 0.05, neck_y + r * 1.3), fill=_shade(clothes, 0.55), width=ink)
     draw.line((x + r * 0.42, neck_y, x + r * 0.05, neck_y + r * 1.3), fill=_shade(clothes, 0.55), width=ink)
     if "ribbon" in look.clothes_name:
-        draw.polygon([(x, neck_y + r * 0.65), (x - r * 0.4, neck_y + r * 0.45), (x - r * 0.4, neck_y + r * 0.9)], fill=(210, 40, 50), outline=INK, width=ink)
-        draw.polygon([(x, neck_y + r * 0.65), (x + r * 0.4, neck_y + r * 0.45), (x + r * 0.4, neck_y + r * 0.9)], fill=(210, 40, 50), outline=INK, width=ink)
+        draw.polygon(
+            [(x, neck_y + r * 0.65), (x - r * 0.4, neck_y + r * 0.45), (x - r * 0.4, neck_y + r * 0.9)],
+            fill=(210, 40, 50),
+            outline=INK,
+            width=ink,
+        )
+        draw.polygon(
+            [(x, neck_y + r * 0.65), (x + r * 0.4, neck_y + r * 0.45), (x + r * 0.4, neck_y + r * 0.9)],
+            fill=(210, 40, 50),
+            outline=INK,
+            width=ink,
+        )
     if "blazer" in look.clothes_name or "jacket" in look.clothes_name:
         draw.line((x, neck_y + r * 0.7, x, hip_y), fill=_shade(clothes, 0.5), width=ink)
     if style.detailed:
         for fold in range(3):
             fy = neck_y + r * (1.6 + fold * 0.8)
-            draw.arc((x - shoulder * 0.6, fy, x - shoulder * 0.1, fy + r * 0.5), 200, 330, fill=dark, width=max(1, ink // 2))
+            draw.arc(
+                (x - shoulder * 0.6, fy, x - shoulder * 0.1, fy + r * 0.5),
+                200,
+                330,
+                fill=dark,
+                width=max(1, ink // 2),
+            )
 
 
 def _head_box(figure: _Figure) -> tuple[float, float, float, float]:
@@ -939,14 +1351,24 @@ def _draw_head(draw: ImageDraw.ImageDraw, figure: _Figure, ink: int) -> None:
     # Ears first, so the head outline covers their inner edge.
     for side in (-1, 1):
         ex = x + side * w * 0.98
-        draw.ellipse((ex - r * 0.16, y - r * 0.05, ex + r * 0.16, y + r * 0.35), fill=look.skin, outline=INK, width=ink)
+        draw.ellipse(
+            (ex - r * 0.16, y - r * 0.05, ex + r * 0.16, y + r * 0.35), fill=look.skin, outline=INK, width=ink
+        )
     chin_y = y + r * (1.12 if look.head_shape in ("oval", "heart-shaped") else 1.0)
-    jaw = [(x - w, y), (x - w * (0.7 if look.head_shape == "square-jawed" else 0.55), y + r * 0.8), (x + figure.facing * r * 0.05, chin_y),
-           (x + w * (0.7 if look.head_shape == "square-jawed" else 0.55), y + r * 0.8), (x + w, y)]
+    jaw = [
+        (x - w, y),
+        (x - w * (0.7 if look.head_shape == "square-jawed" else 0.55), y + r * 0.8),
+        (x + figure.facing * r * 0.05, chin_y),
+        (x + w * (0.7 if look.head_shape == "square-jawed" else 0.55), y + r * 0.8),
+        (x + w, y),
+    ]
     draw.polygon(jaw, fill=look.skin, outline=INK, width=ink)
     draw.ellipse(box, fill=look.skin, outline=INK, width=ink)
     # Repaint the seam between cranium and jaw so the face reads as one shape.
-    draw.polygon([(x - w + ink, y), (x - w * 0.5, y + r * 0.7), (x + w * 0.5, y + r * 0.7), (x + w - ink, y)], fill=look.skin)
+    draw.polygon(
+        [(x - w + ink, y), (x - w * 0.5, y + r * 0.7), (x + w * 0.5, y + r * 0.7), (x + w - ink, y)],
+        fill=look.skin,
+    )
 
 
 def _draw_face(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood: int, ink: int) -> None:
@@ -958,7 +1380,10 @@ def _draw_face(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood: 
     if r < 14:
         # Too small for features: two dots for eyes.
         for side in (-1, 1):
-            draw.ellipse((x + side * r * 0.35 - r * 0.09, y + r * 0.1, x + side * r * 0.35 + r * 0.09, y + r * 0.32), fill=INK)
+            draw.ellipse(
+                (x + side * r * 0.35 - r * 0.09, y + r * 0.1, x + side * r * 0.35 + r * 0.09, y + r * 0.32),
+                fill=INK,
+            )
         return
     eye_w = r * 0.2 * style.eye_scale
     eye_h = r * 0.3 * style.eye_scale
@@ -974,42 +1399,119 @@ def _draw_face(draw: ImageDraw.ImageDraw, figure: _Figure, style: _Style, mood: 
         draw.line((inner, outer), fill=_shade(look.hair_colour, 0.6), width=max(2, round(ink * 1.2)))
         if expression == "smile" and mood != _MOOD.MOOD_DARK:
             # Happy closed eyes: upward arcs.
-            draw.arc((ex - eye_w, eye_y - eye_h * 0.6, ex + eye_w, eye_y + eye_h * 0.6), 200, 340, fill=INK, width=max(2, ink))
+            draw.arc(
+                (ex - eye_w, eye_y - eye_h * 0.6, ex + eye_w, eye_y + eye_h * 0.6),
+                200,
+                340,
+                fill=INK,
+                width=max(2, ink),
+            )
             continue
         open_h = eye_h * (1.15 if expression == "surprised" else 1.0)
         draw.ellipse((ex - eye_w, eye_y - open_h, ex + eye_w, eye_y + open_h), fill=PAPER)
         iris_r = eye_w * (0.62 if expression == "surprised" else 0.8)
         ix = ex + figure.facing * eye_w * 0.18
-        draw.ellipse((ix - iris_r, eye_y - open_h * 0.75, ix + iris_r, eye_y + open_h * 0.95), fill=look.eye_colour, outline=INK, width=thin)
-        draw.ellipse((ix - iris_r * 0.45, eye_y - open_h * 0.2, ix + iris_r * 0.45, eye_y + open_h * 0.5), fill=INK)
+        draw.ellipse(
+            (ix - iris_r, eye_y - open_h * 0.75, ix + iris_r, eye_y + open_h * 0.95),
+            fill=look.eye_colour,
+            outline=INK,
+            width=thin,
+        )
+        draw.ellipse(
+            (ix - iris_r * 0.45, eye_y - open_h * 0.2, ix + iris_r * 0.45, eye_y + open_h * 0.5), fill=INK
+        )
         highlight = iris_r * 0.38
-        draw.ellipse((ix - iris_r * 0.55 - highlight * 0.2, eye_y - open_h * 0.55, ix - iris_r * 0.55 + highlight * 1.6, eye_y - open_h * 0.55 + highlight * 1.8), fill=PAPER)
+        draw.ellipse(
+            (
+                ix - iris_r * 0.55 - highlight * 0.2,
+                eye_y - open_h * 0.55,
+                ix - iris_r * 0.55 + highlight * 1.6,
+                eye_y - open_h * 0.55 + highlight * 1.8,
+            ),
+            fill=PAPER,
+        )
         if style.sparkle_eyes:
-            draw.ellipse((ix + iris_r * 0.2, eye_y + open_h * 0.35, ix + iris_r * 0.55, eye_y + open_h * 0.7), fill=PAPER)
+            draw.ellipse(
+                (ix + iris_r * 0.2, eye_y + open_h * 0.35, ix + iris_r * 0.55, eye_y + open_h * 0.7),
+                fill=PAPER,
+            )
         # Upper lid: the heavy line that makes a manga eye.
-        draw.arc((ex - eye_w * 1.15, eye_y - open_h * 1.05, ex + eye_w * 1.15, eye_y + open_h * 1.2), 195, 345, fill=INK, width=max(2, round(ink * 1.5)))
-        draw.arc((ex - eye_w * 0.9, eye_y - open_h, ex + eye_w * 0.9, eye_y + open_h), 60, 120, fill=INK, width=thin)
+        draw.arc(
+            (ex - eye_w * 1.15, eye_y - open_h * 1.05, ex + eye_w * 1.15, eye_y + open_h * 1.2),
+            195,
+            345,
+            fill=INK,
+            width=max(2, round(ink * 1.5)),
+        )
+        draw.arc(
+            (ex - eye_w * 0.9, eye_y - open_h, ex + eye_w * 0.9, eye_y + open_h),
+            60,
+            120,
+            fill=INK,
+            width=thin,
+        )
         if expression == "sad":
-            draw.ellipse((ex + side * eye_w * 0.3, eye_y + open_h * 1.1, ex + side * eye_w * 0.3 + r * 0.08, eye_y + open_h * 1.1 + r * 0.14), fill=(150, 200, 255), outline=INK, width=thin)
+            draw.ellipse(
+                (
+                    ex + side * eye_w * 0.3,
+                    eye_y + open_h * 1.1,
+                    ex + side * eye_w * 0.3 + r * 0.08,
+                    eye_y + open_h * 1.1 + r * 0.14,
+                ),
+                fill=(150, 200, 255),
+                outline=INK,
+                width=thin,
+            )
     # Nose: a small shadow stroke.
-    draw.line((x + figure.facing * r * 0.02, y + r * 0.45, x + figure.facing * r * 0.08, y + r * 0.52), fill=_shade(look.skin, 0.7), width=max(2, ink))
+    draw.line(
+        (x + figure.facing * r * 0.02, y + r * 0.45, x + figure.facing * r * 0.08, y + r * 0.52),
+        fill=_shade(look.skin, 0.7),
+        width=max(2, ink),
+    )
     mouth_y = y + r * 0.7
     mw = r * 0.2
     if expression in ("shout", "surprised"):
         h = r * (0.2 if expression == "shout" else 0.12)
-        draw.ellipse((x - mw * (1.0 if expression == "shout" else 0.6), mouth_y - h * 0.5, x + mw * (1.0 if expression == "shout" else 0.6), mouth_y + h), fill=(120, 30, 40), outline=INK, width=thin)
+        draw.ellipse(
+            (
+                x - mw * (1.0 if expression == "shout" else 0.6),
+                mouth_y - h * 0.5,
+                x + mw * (1.0 if expression == "shout" else 0.6),
+                mouth_y + h,
+            ),
+            fill=(120, 30, 40),
+            outline=INK,
+            width=thin,
+        )
     elif expression == "smile":
-        draw.chord((x - mw * 1.2, mouth_y - r * 0.12, x + mw * 1.2, mouth_y + r * 0.16), 0, 180, fill=(150, 40, 50), outline=INK, width=thin)
+        draw.chord(
+            (x - mw * 1.2, mouth_y - r * 0.12, x + mw * 1.2, mouth_y + r * 0.16),
+            0,
+            180,
+            fill=(150, 40, 50),
+            outline=INK,
+            width=thin,
+        )
     elif expression == "talk":
-        draw.ellipse((x - mw * 0.6, mouth_y - r * 0.03, x + mw * 0.6, mouth_y + r * 0.08), fill=(140, 40, 50), outline=INK, width=thin)
+        draw.ellipse(
+            (x - mw * 0.6, mouth_y - r * 0.03, x + mw * 0.6, mouth_y + r * 0.08),
+            fill=(140, 40, 50),
+            outline=INK,
+            width=thin,
+        )
     elif expression in ("sad", "angry"):
         draw.arc((x - mw, mouth_y, x + mw, mouth_y + r * 0.16), 200, 340, fill=INK, width=max(2, ink))
     else:
-        draw.arc((x - mw, mouth_y - r * 0.1, x + mw, mouth_y + r * 0.06), 20, 160, fill=INK, width=max(2, ink))
+        draw.arc(
+            (x - mw, mouth_y - r * 0.1, x + mw, mouth_y + r * 0.06), 20, 160, fill=INK, width=max(2, ink)
+        )
     if mood == _MOOD.MOOD_ROMANTIC or expression == "smile":
         for side in (-1, 1):
             cx = x + side * r * 0.55
-            draw.ellipse((cx - r * 0.16, y + r * 0.42, cx + r * 0.16, y + r * 0.56), fill=_mix(look.skin, (240, 120, 130), 0.45))
+            draw.ellipse(
+                (cx - r * 0.16, y + r * 0.42, cx + r * 0.16, y + r * 0.56),
+                fill=_mix(look.skin, (240, 120, 130), 0.45),
+            )
 
 
 def _hair_colours(look: CharacterLook) -> tuple[RGB, RGB, RGB]:
@@ -1024,30 +1526,78 @@ def _draw_hair_back(draw: ImageDraw.ImageDraw, figure: _Figure, ink: int) -> Non
     base, dark, _ = _hair_colours(look)
     style = look.hair_style
     if style == "long straight":
-        draw.polygon([(x - r * 1.15, y - r * 0.3), (x + r * 1.15, y - r * 0.3), (x + r * 1.35, y + r * 3.2), (x - r * 1.35, y + r * 3.2)], fill=base, outline=INK, width=ink)
+        draw.polygon(
+            [
+                (x - r * 1.15, y - r * 0.3),
+                (x + r * 1.15, y - r * 0.3),
+                (x + r * 1.35, y + r * 3.2),
+                (x - r * 1.35, y + r * 3.2),
+            ],
+            fill=base,
+            outline=INK,
+            width=ink,
+        )
     elif style == "chin-length bob":
-        draw.ellipse((x - r * 1.22, y - r * 1.2, x + r * 1.22, y + r * 1.25), fill=base, outline=INK, width=ink)
+        draw.ellipse(
+            (x - r * 1.22, y - r * 1.2, x + r * 1.22, y + r * 1.25), fill=base, outline=INK, width=ink
+        )
     elif style == "high ponytail":
         side = -figure.facing
-        draw.polygon([(x + side * r * 0.6, y - r * 0.9), (x + side * r * 1.7, y - r * 0.4), (x + side * r * 1.9, y + r * 1.6), (x + side * r * 1.2, y + r * 0.6)], fill=base, outline=INK, width=ink)
-        draw.ellipse((x + side * r * 0.55 - r * 0.2, y - r * 1.05, x + side * r * 0.55 + r * 0.2, y - r * 0.65), fill=(220, 50, 70), outline=INK, width=ink)
+        draw.polygon(
+            [
+                (x + side * r * 0.6, y - r * 0.9),
+                (x + side * r * 1.7, y - r * 0.4),
+                (x + side * r * 1.9, y + r * 1.6),
+                (x + side * r * 1.2, y + r * 0.6),
+            ],
+            fill=base,
+            outline=INK,
+            width=ink,
+        )
+        draw.ellipse(
+            (x + side * r * 0.55 - r * 0.2, y - r * 1.05, x + side * r * 0.55 + r * 0.2, y - r * 0.65),
+            fill=(220, 50, 70),
+            outline=INK,
+            width=ink,
+        )
     elif style == "twin tails":
         for side in (-1, 1):
-            draw.polygon([(x + side * r * 0.9, y - r * 0.6), (x + side * r * 1.7, y - r * 0.2), (x + side * r * 1.6, y + r * 2.4), (x + side * r * 1.05, y + r * 0.7)], fill=base, outline=INK, width=ink)
+            draw.polygon(
+                [
+                    (x + side * r * 0.9, y - r * 0.6),
+                    (x + side * r * 1.7, y - r * 0.2),
+                    (x + side * r * 1.6, y + r * 2.4),
+                    (x + side * r * 1.05, y + r * 0.7),
+                ],
+                fill=base,
+                outline=INK,
+                width=ink,
+            )
     elif style == "curly shoulder-length":
         for angle in range(0, 360, 30):
             cx = x + math.cos(math.radians(angle)) * r * 1.05
             cy = y + math.sin(math.radians(angle)) * r * 1.05 + r * 0.2
-            draw.ellipse((cx - r * 0.42, cy - r * 0.42, cx + r * 0.42, cy + r * 0.42), fill=base, outline=INK, width=ink)
+            draw.ellipse(
+                (cx - r * 0.42, cy - r * 0.42, cx + r * 0.42, cy + r * 0.42),
+                fill=base,
+                outline=INK,
+                width=ink,
+            )
     elif style == "top-knot bun":
-        draw.ellipse((x - r * 0.45, y - r * 1.7, x + r * 0.45, y - r * 0.85), fill=base, outline=INK, width=ink)
-        draw.arc((x - r * 0.3, y - r * 1.55, x + r * 0.3, y - r * 1.0), 200, 320, fill=dark, width=max(1, ink))
+        draw.ellipse(
+            (x - r * 0.45, y - r * 1.7, x + r * 0.45, y - r * 0.85), fill=base, outline=INK, width=ink
+        )
+        draw.arc(
+            (x - r * 0.3, y - r * 1.55, x + r * 0.3, y - r * 1.0), 200, 320, fill=dark, width=max(1, ink)
+        )
     elif style == "short spiky":
         spikes: list[Point] = []
         for index in range(11):
-            angle = math.radians(160 + index * 22)
-            reach = 1.45 if index % 2 == 0 else 1.0
-            spikes.append((x + math.cos(angle) * r * reach, y - r * 0.1 + math.sin(angle) * r * reach))
+            spike_angle = math.radians(160 + index * 22)
+            spike = 1.45 if index % 2 == 0 else 1.0
+            spikes.append(
+                (x + math.cos(spike_angle) * r * spike, y - r * 0.1 + math.sin(spike_angle) * r * spike)
+            )
         draw.polygon(spikes, fill=base, outline=INK, width=ink)
 
 
@@ -1083,21 +1633,37 @@ def _draw_hair_front(draw: ImageDraw.ImageDraw, figure: _Figure, ink: int) -> No
             t_valley = (index - 1) / clumps
             # Locks lean toward the side the character faces and lengthen on that side.
             reach = 0.0 if spiky else 0.22 * (t_tip if side > 0 else 1 - t_tip)
-            edge.append((inner_left + (inner_right - inner_left) * t_tip + side * r * 0.14, y - r * (0.12 - reach)))
+            edge.append(
+                (inner_left + (inner_right - inner_left) * t_tip + side * r * 0.14, y - r * (0.12 - reach))
+            )
             if index > 1:
-                edge.append((inner_left + (inner_right - inner_left) * t_valley, y - r * (0.5 if spiky else 0.45)))
+                edge.append(
+                    (inner_left + (inner_right - inner_left) * t_valley, y - r * (0.5 if spiky else 0.45))
+                )
         edge += [(inner_left, y - r * 0.25), (left, y + r * 0.12)]
     draw.polygon(crown + edge, fill=base, outline=INK, width=ink)
     if style in ("chin-length bob", "long straight", "twin tails"):
         for index in range(1, 5):
             bx = left + r * 0.2 + (right - left - r * 0.4) * index / 5
-            draw.line((bx, fringe_y - r * 0.3, bx + side * r * 0.04, fringe_y - ink), fill=dark, width=max(1, ink // 2 + 1))
+            draw.line(
+                (bx, fringe_y - r * 0.3, bx + side * r * 0.04, fringe_y - ink),
+                fill=dark,
+                width=max(1, ink // 2 + 1),
+            )
     elif style == "curly shoulder-length":
         for index in range(5):
             bx = left + r * 0.3 + (right - left - r * 0.6) * index / 4
-            draw.ellipse((bx - r * 0.3, y - r * 0.62, bx + r * 0.3, y - r * 0.08), fill=base, outline=INK, width=ink)
+            draw.ellipse(
+                (bx - r * 0.3, y - r * 0.62, bx + r * 0.3, y - r * 0.08), fill=base, outline=INK, width=ink
+            )
     # A shine band across the crown.
-    draw.arc((x - r * 0.7, y - r * 1.0, x + r * 0.7, y - r * 0.1), 215, 325, fill=light, width=max(2, round(r * 0.09)))
+    draw.arc(
+        (x - r * 0.7, y - r * 1.0, x + r * 0.7, y - r * 0.1),
+        215,
+        325,
+        fill=light,
+        width=max(2, round(r * 0.09)),
+    )
 
 
 def _draw_back_of_head(draw: ImageDraw.ImageDraw, figure: _Figure, ink: int) -> None:
@@ -1107,14 +1673,29 @@ def _draw_back_of_head(draw: ImageDraw.ImageDraw, figure: _Figure, ink: int) -> 
     base, dark, light = _hair_colours(look)
     for side in (-1, 1):
         ex = x + side * r * 0.98
-        draw.ellipse((ex - r * 0.16, y - r * 0.05, ex + r * 0.16, y + r * 0.35), fill=look.skin, outline=INK, width=ink)
+        draw.ellipse(
+            (ex - r * 0.16, y - r * 0.05, ex + r * 0.16, y + r * 0.35), fill=look.skin, outline=INK, width=ink
+        )
     draw.ellipse((x - r, y - r * 1.05, x + r, y + r * 0.95), fill=base, outline=INK, width=ink)
     if look.hair_style in ("long straight", "chin-length bob", "twin tails", "curly shoulder-length"):
-        draw.polygon([(x - r * 1.05, y), (x + r * 1.05, y), (x + r * 1.1, y + r * 1.4), (x - r * 1.1, y + r * 1.4)], fill=base, outline=INK, width=ink)
+        draw.polygon(
+            [(x - r * 1.05, y), (x + r * 1.05, y), (x + r * 1.1, y + r * 1.4), (x - r * 1.1, y + r * 1.4)],
+            fill=base,
+            outline=INK,
+            width=ink,
+        )
     for index in range(5):
         sx = x - r * 0.6 + index * r * 0.3
-        draw.arc((sx - r * 0.3, y - r * 0.9, sx + r * 0.3, y + r * 0.8), 250, 290, fill=dark, width=max(1, ink))
-    draw.arc((x - r * 0.7, y - r * 0.9, x + r * 0.7, y - r * 0.2), 210, 330, fill=light, width=max(2, round(r * 0.09)))
+        draw.arc(
+            (sx - r * 0.3, y - r * 0.9, sx + r * 0.3, y + r * 0.8), 250, 290, fill=dark, width=max(1, ink)
+        )
+    draw.arc(
+        (x - r * 0.7, y - r * 0.9, x + r * 0.7, y - r * 0.2),
+        210,
+        330,
+        fill=light,
+        width=max(2, round(r * 0.09)),
+    )
 
 
 # --- palette and lettering --------------------------------------------------------------------------
@@ -1166,7 +1747,9 @@ def _apply_palette(image: Image.Image, palette: int) -> Image.Image:
     return image
 
 
-def _letter(panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure], language: str, shot: int) -> None:
+def _letter(
+    panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure], language: str, shot: int
+) -> None:
     """Narration caption at the top, then one balloon per line of dialogue above its speaker."""
     width, height = panel.size
     unit = min(width, height) / 1024
@@ -1179,8 +1762,14 @@ def _letter(panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure],
         region_height = round(height * (0.34 if vertical else 0.2))
         left = width - margin - region_width if right_to_left else margin
         caption_box = lettering.draw_caption(
-            panel, (left, margin, left + region_width, margin + region_height), scene.narration, language,
-            vertical=vertical, max_size=round(28 * unit), min_size=round(15 * unit), line_width=max(2, round(3 * unit)),
+            panel,
+            (left, margin, left + region_width, margin + region_height),
+            scene.narration,
+            language,
+            vertical=vertical,
+            max_size=round(28 * unit),
+            min_size=round(15 * unit),
+            line_width=max(2, round(3 * unit)),
             anchor="right" if right_to_left else "left",
         )
     lines = list(scene.dialogue)
@@ -1189,7 +1778,9 @@ def _letter(panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure],
     if len(lines) > 3:
         # More lines than a panel holds: the rest join the last balloon.
         joiner = "" if language.startswith(("ja", "zh", "ko")) else " "
-        merged = common_pb2.DialogueLine(speaker=lines[2].speaker, text=joiner.join(line.text for line in lines[2:]))
+        merged = common_pb2.DialogueLine(
+            speaker=lines[2].speaker, text=joiner.join(line.text for line in lines[2:])
+        )
         lines = [*lines[:2], merged]
     scale = 1 / SUPERSAMPLE
     by_name = {figure.name: figure for figure in figures if not figure.back_view}
@@ -1226,7 +1817,14 @@ def _letter(panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure],
         kind = lettering.balloon_kind_for(line.text)
         max_size = round((30 if len(line.text) < 60 else 26) * unit)
         lettering.draw_balloon(
-            panel, (round(x0), round(top), round(max(x0 + 40 * unit, x1 - margin * 0.4)), round(bottom)), line.text, language,
-            tail_to=tail, kind=kind, vertical=vertical, max_size=max_size, min_size=round(14 * unit),
+            panel,
+            (round(x0), round(top), round(max(x0 + 40 * unit, x1 - margin * 0.4)), round(bottom)),
+            line.text,
+            language,
+            tail_to=tail,
+            kind=kind,
+            vertical=vertical,
+            max_size=max_size,
+            min_size=round(14 * unit),
             line_width=max(2, round(3 * unit)),
         )

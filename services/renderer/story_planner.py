@@ -21,7 +21,9 @@ _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff00-\uffef\u3000-\u303f]")
+_CJK_CHAR = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\uff00-\uffef\u3000-\u303f]"
+)
 
 _SENTENCE_END = ".!?。！？…‼⁉"
 _CLOSERS = "\"'”’」』»）)]"
@@ -44,8 +46,12 @@ _ATTR_BEFORE_EN = re.compile(rf"(?P<name>{_NAME_EN})\s+(?:{_SPEECH_VERBS_EN})(?:
 
 _JA_NAME = r"[\u4e00-\u9fff\u30a0-\u30ff々]{1,6}(?:さん|くん|ちゃん|先輩|先生|様)?"
 _JA_VERBS = r"(?:言|叫|つぶや|呟|答|聞|尋|笑|囁|ささや|返|話|続|言い|怒鳴|呼|泣)"
-_ATTR_AFTER_JA = re.compile(rf"^\s*(?:と|って)\s*(?P<name>{_JA_NAME})(?:は|が)[^。！？「]*?{_JA_VERBS}[^。！？「]*[。！？]?")
-_ATTR_AFTER_JA_SHORT = re.compile(rf"^\s*(?:と|って)\s*(?P<name>{_JA_NAME})(?:は|が)[^。！？「]{{0,12}}[。！？]?")
+_ATTR_AFTER_JA = re.compile(
+    rf"^\s*(?:と|って)\s*(?P<name>{_JA_NAME})(?:は|が)[^。！？「]*?{_JA_VERBS}[^。！？「]*[。！？]?"
+)
+_ATTR_AFTER_JA_SHORT = re.compile(
+    rf"^\s*(?:と|って)\s*(?P<name>{_JA_NAME})(?:は|が)[^。！？「]{{0,12}}[。！？]?"
+)
 _ATTR_TRAILER_JA = re.compile(rf"^\s*(?:と|って)[^。！？「」]{{0,8}}?{_JA_VERBS}[^。！？「]{{0,6}}[。！？]?")
 _ATTR_BEFORE_JA = re.compile(rf"(?P<name>{_JA_NAME})(?:は|が)[^。！？「」]{{0,10}}$")
 
@@ -56,22 +62,185 @@ _ATTR_BEFORE_ZH = re.compile(rf"(?P<name>[\u4e00-\u9fff]{{1,6}}?){_ZH_ADVERBS}{_
 
 # Words that look like names in the patterns above but are not people.
 _NOT_NAMES = {
-    "I", "The", "A", "An", "He", "She", "They", "We", "You", "It", "His", "Her", "Their", "Then", "But",
-    "And", "Or", "So", "When", "While", "After", "Before", "At", "In", "On", "Outside", "Inside", "Up",
-    "For", "Near", "Together", "Slowly", "Please", "Mr", "Mrs", "Ms", "Dr", "Yes", "No", "Oh", "Night",
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "January", "February",
-    "March", "April", "May", "June", "July", "August", "September", "October", "November", "December",
-    "God", "One", "Two", "Three", "This", "That", "These", "Those", "There", "Here", "What", "Why", "How",
-    "Who", "Where", "If", "As", "Once", "Now", "Still", "Only", "Just", "All", "Every", "Light", "Father",
-    "Mother", "Mom", "Dad", "Sir", "Madam", "Miss", "Don't", "I'm", "It's", "That's", "Let's", "Come",
-    "Okay", "OK", "Hello", "Hi", "Good", "Well", "Are", "Is", "Do", "Did", "Can", "Will", "Would",
-    "Not", "Never", "Maybe", "Look", "Wait", "Stop", "Go", "Run", "Thank", "Thanks", "Sorry", "Dear",
+    "I",
+    "The",
+    "A",
+    "An",
+    "He",
+    "She",
+    "They",
+    "We",
+    "You",
+    "It",
+    "His",
+    "Her",
+    "Their",
+    "Then",
+    "But",
+    "And",
+    "Or",
+    "So",
+    "When",
+    "While",
+    "After",
+    "Before",
+    "At",
+    "In",
+    "On",
+    "Outside",
+    "Inside",
+    "Up",
+    "For",
+    "Near",
+    "Together",
+    "Slowly",
+    "Please",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Dr",
+    "Yes",
+    "No",
+    "Oh",
+    "Night",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+    "God",
+    "One",
+    "Two",
+    "Three",
+    "This",
+    "That",
+    "These",
+    "Those",
+    "There",
+    "Here",
+    "What",
+    "Why",
+    "How",
+    "Who",
+    "Where",
+    "If",
+    "As",
+    "Once",
+    "Now",
+    "Still",
+    "Only",
+    "Just",
+    "All",
+    "Every",
+    "Light",
+    "Father",
+    "Mother",
+    "Mom",
+    "Dad",
+    "Sir",
+    "Madam",
+    "Miss",
+    "Don't",
+    "I'm",
+    "It's",
+    "That's",
+    "Let's",
+    "Come",
+    "Okay",
+    "OK",
+    "Hello",
+    "Hi",
+    "Good",
+    "Well",
+    "Are",
+    "Is",
+    "Do",
+    "Did",
+    "Can",
+    "Will",
+    "Would",
+    "Not",
+    "Never",
+    "Maybe",
+    "Look",
+    "Wait",
+    "Stop",
+    "Go",
+    "Run",
+    "Thank",
+    "Thanks",
+    "Sorry",
+    "Dear",
 }
 _NOT_NAMES_CJK = {
-    "私", "僕", "俺", "彼", "彼女", "二人", "みんな", "今日", "明日", "空", "夜", "朝", "町", "世界", "声",
-    "光", "花火", "風", "雨", "雪", "海", "川", "音", "時間", "最後", "今年", "来年", "それ", "これ",
-    "我", "你", "他", "她", "我们", "他们", "她们", "大家", "两人", "人们", "有人", "风", "灯", "天",
-    "今年", "明年", "下次", "终于", "于是", "这时", "然后", "突然", "忽然", "一起", "自己", "谁",
+    "私",
+    "僕",
+    "俺",
+    "彼",
+    "彼女",
+    "二人",
+    "みんな",
+    "今日",
+    "明日",
+    "空",
+    "夜",
+    "朝",
+    "町",
+    "世界",
+    "声",
+    "光",
+    "花火",
+    "風",
+    "雨",
+    "雪",
+    "海",
+    "川",
+    "音",
+    "時間",
+    "最後",
+    "今年",
+    "来年",
+    "それ",
+    "これ",
+    "我",
+    "你",
+    "他",
+    "她",
+    "我们",
+    "他们",
+    "她们",
+    "大家",
+    "两人",
+    "人们",
+    "有人",
+    "风",
+    "灯",
+    "天",
+    "明年",
+    "下次",
+    "终于",
+    "于是",
+    "这时",
+    "然后",
+    "突然",
+    "忽然",
+    "一起",
+    "自己",
+    "谁",
 }
 _HONORIFICS = ("さん", "くん", "ちゃん", "先輩", "先生", "様")
 _ZH_SURNAMES = set(
@@ -95,21 +264,117 @@ _PLACE_EN = re.compile(
     rf"\b(?:in|at|on|inside|outside|near|by|under|across|into|onto|beside|along|from|to|toward|towards|through|up|down)\s+"
     rf"(?:the|a|an|her|his|their|my|our|its)\s+((?:[a-z'’-]+\s+){{0,3}}?(?:{_PLACES_EN}))\b"
 )
-_PLACE_PROPER_EN = re.compile(r"\b(?:in|at|on|near|to)\s+((?:[A-Z][a-z]+\s){0,2}(?:Point|Bay|Street|Park|Island|Harbor|Harbour|Station|Hill|Lake|River|Beach|Temple|Shrine|Castle|Village|Town|City))\b")
-_PLACES_CJK = (
-    "灯塔", "海边", "海岸", "沙滩", "房间", "卧室", "厨房", "教室", "学校", "图书馆", "车站", "街道", "老街", "街上",
-    "巷口", "巷子", "河边", "河面", "石桥", "桥上", "桥", "广场", "公园", "花园", "市场", "庙会", "寺", "山上",
-    "山", "森林", "村口", "村子", "家里", "家门口", "屋顶", "天台", "船上", "码头", "城里",
-    "神社", "鳥居", "石段", "境内", "屋台", "川原", "河原", "川", "海辺", "浜辺", "海", "部屋", "台所", "教室",
-    "学校", "図書館", "駅", "電車", "商店街", "通り", "路地", "公園", "庭", "森", "山", "村", "町", "家", "屋上",
-    "橋", "祭り", "港", "浜", "城", "寺", "空",
+_PLACE_PROPER_EN = re.compile(
+    r"\b(?:in|at|on|near|to)\s+((?:[A-Z][a-z]+\s){0,2}(?:Point|Bay|Street|Park|Island|Harbor|Harbour|Station|Hill|Lake|River|Beach|Temple|Shrine|Castle|Village|Town|City))\b"
 )
-_TIMES_EN = re.compile(r"\b(night|midnight|dawn|dusk|sunset|sunrise|evening|morning|noon|afternoon|storm|stormy|rain|snow)\b", re.IGNORECASE)
-_TIMES_CJK = ("夜", "晚上", "夜晚", "黄昏", "夕方", "夕暮れ", "朝", "早上", "清晨", "中午", "昼", "深夜", "雨", "雪", "嵐")
+_PLACES_CJK = (
+    "灯塔",
+    "海边",
+    "海岸",
+    "沙滩",
+    "房间",
+    "卧室",
+    "厨房",
+    "教室",
+    "学校",
+    "图书馆",
+    "车站",
+    "街道",
+    "老街",
+    "街上",
+    "巷口",
+    "巷子",
+    "河边",
+    "河面",
+    "石桥",
+    "桥上",
+    "桥",
+    "广场",
+    "公园",
+    "花园",
+    "市场",
+    "庙会",
+    "寺",
+    "山上",
+    "山",
+    "森林",
+    "村口",
+    "村子",
+    "家里",
+    "家门口",
+    "屋顶",
+    "天台",
+    "船上",
+    "码头",
+    "城里",
+    "神社",
+    "鳥居",
+    "石段",
+    "境内",
+    "屋台",
+    "川原",
+    "河原",
+    "川",
+    "海辺",
+    "浜辺",
+    "海",
+    "部屋",
+    "台所",
+    "教室",
+    "学校",
+    "図書館",
+    "駅",
+    "電車",
+    "商店街",
+    "通り",
+    "路地",
+    "公園",
+    "庭",
+    "森",
+    "山",
+    "村",
+    "町",
+    "家",
+    "屋上",
+    "橋",
+    "祭り",
+    "港",
+    "浜",
+    "城",
+    "寺",
+    "空",
+)
+_TIMES_EN = re.compile(
+    r"\b(night|midnight|dawn|dusk|sunset|sunrise|evening|morning|noon|afternoon|storm|stormy|rain|snow)\b",
+    re.IGNORECASE,
+)
+_TIMES_CJK = (
+    "夜",
+    "晚上",
+    "夜晚",
+    "黄昏",
+    "夕方",
+    "夕暮れ",
+    "朝",
+    "早上",
+    "清晨",
+    "中午",
+    "昼",
+    "深夜",
+    "雨",
+    "雪",
+    "嵐",
+)
 
-_EMOTION_EN = re.compile(r"\b(cried|tears|scream|screamed|shout|shouted|gasped|sob|sobbed|laughed|smiled|blushed|trembled|heart)\b", re.IGNORECASE)
+_EMOTION_EN = re.compile(
+    r"\b(cried|tears|scream|screamed|shout|shouted|gasped|sob|sobbed|laughed|smiled|blushed|trembled|heart)\b",
+    re.IGNORECASE,
+)
 _EMOTION_CJK = re.compile(r"泣|涙|叫|笑|驚|哭|泪|喊|惊|心跳|脸红|顔を赤")
-_ACTION_EN = re.compile(r"\b(ran|run|running|jumped|leapt|fought|fight|chased|crashed|raced|pushed|pulled|threw|struck|fell|swept|stormed|burst|tore|sprinted|dashed|climbed)\b", re.IGNORECASE)
+_ACTION_EN = re.compile(
+    r"\b(ran|run|running|jumped|leapt|fought|fight|chased|crashed|raced|pushed|pulled|threw|struck|fell|swept|stormed|burst|tore|sprinted|dashed|climbed)\b",
+    re.IGNORECASE,
+)
 _ACTION_CJK = re.compile(r"跑|冲|跳|打|追|推|拉|挤|走|走ってき|走っ|駆け|跳|投げ|倒れ|飛び|押|引")
 
 # The character bible's vocabulary. Index choices come from a hash of the name only.
@@ -224,12 +489,16 @@ def look_from_description(name: str, description: str) -> CharacterLook:
     text = description.lower()
 
     def find(options: Sequence[str], default: str) -> str:
-        positions = [(text.find(option.lower()), -len(option), option) for option in options if option.lower() in text]
+        positions = [
+            (text.find(option.lower()), -len(option), option) for option in options if option.lower() in text
+        ]
         return min(positions)[2] if positions else default
 
     hair_name = find([h for h, _ in HAIR_COLOURS], base.hair_colour_name)
     clothes_name = find([c for c, _ in CLOTHES], base.clothes_name)
-    eye_name = find([f"{e} eyes" for e, _ in EYE_COLOURS], base.eye_colour_name + " eyes").removesuffix(" eyes")
+    eye_name = find([f"{e} eyes" for e, _ in EYE_COLOURS], base.eye_colour_name + " eyes").removesuffix(
+        " eyes"
+    )
     return CharacterLook(
         hair_colour_name=hair_name,
         hair_colour=dict(HAIR_COLOURS)[hair_name],
@@ -252,7 +521,10 @@ def _distinct_looks(names: Sequence[str]) -> list[CharacterLook]:
         for variant in range(1, 16):
             clash = any(
                 other.clothes_name == chosen.clothes_name
-                or (other.hair_colour_name == chosen.hair_colour_name and other.hair_style == chosen.hair_style)
+                or (
+                    other.hair_colour_name == chosen.hair_colour_name
+                    and other.hair_style == chosen.hair_style
+                )
                 for other in looks
             )
             if not clash:
@@ -420,7 +692,7 @@ def _split_sentences(paragraph: str, cjk: bool) -> list[str]:
                 start = end
                 i = end
                 continue
-        elif ch in "”」』»\"" and not inside and i > 0 and paragraph[i - 1] in _SENTENCE_END:
+        elif ch in '”」』»"' and not inside and i > 0 and paragraph[i - 1] in _SENTENCE_END:
             end = i + 1
             while end < n and paragraph[end] in _CLOSERS:
                 end += 1
@@ -497,7 +769,7 @@ def _clause_cut(text: str, cjk: bool) -> int:
             straight_open = not straight_open
         if depth or straight_open:
             continue
-        if ch in ",;、，；：:—" or (ch in "”」』»\"" and i + 1 < len(text)):
+        if ch in ",;、，；：:—" or (ch in '”」』»"' and i + 1 < len(text)):
             cut = i + 1
             if minimum <= cut <= len(text) - minimum and (best < 0 or abs(cut - middle) < abs(best - middle)):
                 best = cut
@@ -683,7 +955,9 @@ def _attribute(before: str, after: str, language: str, known: set[str]) -> tuple
     if is_cjk_language(language):
         after_pattern = _ATTR_AFTER_ZH if language.startswith("zh") else _ATTR_AFTER_JA
         before_pattern = _ATTR_BEFORE_ZH if language.startswith("zh") else _ATTR_BEFORE_JA
-        match = after_pattern.match(after) or (None if language.startswith("zh") else _ATTR_AFTER_JA_SHORT.match(after))
+        match = after_pattern.match(after) or (
+            None if language.startswith("zh") else _ATTR_AFTER_JA_SHORT.match(after)
+        )
         if match:
             name = _valid_cjk(_pick_cjk_name(match.group("name"), known, language))
             return name, 0, match.end()
@@ -798,11 +1072,6 @@ def _shorten(text: str, limit: int, cjk: bool) -> str:
     return head.rstrip(",;: ") + "…"
 
 
-def _first_sentence(text: str, cjk: bool) -> str:
-    sentences = _split_sentences(text.replace("\n", " "), cjk)
-    return sentences[0] if sentences else ""
-
-
 def _action(narration: str, quotes: list[_Quote], cast: list[str], cjk: bool, copy_index: int) -> str:
     sentences = _split_sentences(narration.replace("\n", " "), cjk) if narration else []
     if sentences:
@@ -811,7 +1080,11 @@ def _action(narration: str, quotes: list[_Quote], cast: list[str], cjk: bool, co
     if quotes:
         speaker = quotes[0].speaker or (cast[0] if cast else "")
         if cjk:
-            return f"{speaker}：「{_shorten(quotes[0].text, 30, cjk)}」" if speaker else f"「{_shorten(quotes[0].text, 30, cjk)}」"
+            return (
+                f"{speaker}：「{_shorten(quotes[0].text, 30, cjk)}」"
+                if speaker
+                else f"「{_shorten(quotes[0].text, 30, cjk)}」"
+            )
         line = _shorten(quotes[0].text, 80, cjk)
         return f'{speaker} says "{line}"' if speaker else f'Someone says "{line}"'
     return ""
@@ -842,14 +1115,25 @@ def _setting(text: str, language: str, previous: str) -> str:
     elif proper:
         place = proper.group(1)
     else:
-        place = re.split(r" (?:at|in) (?:the |a )?(?:night|midnight|dawn|dusk|sunset|sunrise|noon|storm|rain|snow|evening|morning|afternoon)$", previous)[0]
+        place = re.split(
+            r" (?:at|in) (?:the |a )?(?:night|midnight|dawn|dusk|sunset|sunrise|noon|storm|rain|snow|evening|morning|afternoon)$",
+            previous,
+        )[0]
     time_match = _TIMES_EN.search(text)
     if not time_match:
         return place
     when = {
-        "stormy": "in a storm", "storm": "in a storm", "rain": "in the rain", "snow": "in the snow",
-        "midnight": "at midnight", "night": "at night", "dawn": "at dawn", "dusk": "at dusk",
-        "noon": "at noon", "sunset": "at sunset", "sunrise": "at sunrise",
+        "stormy": "in a storm",
+        "storm": "in a storm",
+        "rain": "in the rain",
+        "snow": "in the snow",
+        "midnight": "at midnight",
+        "night": "at night",
+        "dawn": "at dawn",
+        "dusk": "at dusk",
+        "noon": "at noon",
+        "sunset": "at sunset",
+        "sunrise": "at sunrise",
     }.get(time_match.group(1).lower(), f"in the {time_match.group(1).lower()}")
     return f"{place} {when}" if place else when
 
@@ -867,15 +1151,25 @@ def _choose_shot(
     text = passage.text
     speakers = {q.speaker for q in quotes if q.speaker}
     emotional = _EMOTION_CJK.search(text) if cjk else _EMOTION_EN.search(text)
-    short_exclamation = any(len(q.text) <= (12 if cjk else 40) and q.text.rstrip()[-1:] in "!！?？" for q in quotes)
+    short_exclamation = any(
+        len(q.text) <= (12 if cjk else 40) and q.text.rstrip()[-1:] in "!！?？" for q in quotes
+    )
     action = _ACTION_CJK.search(text) if cjk else _ACTION_EN.search(text)
     if number == 1:
         shot = common_pb2.SHOT_TYPE_ESTABLISHING
     elif copy_index > 0:
         # A passage drawn twice: the second drawing moves the camera in.
-        shot = common_pb2.SHOT_TYPE_CLOSE_UP if previous != common_pb2.SHOT_TYPE_CLOSE_UP else common_pb2.SHOT_TYPE_MEDIUM
+        shot = (
+            common_pb2.SHOT_TYPE_CLOSE_UP
+            if previous != common_pb2.SHOT_TYPE_CLOSE_UP
+            else common_pb2.SHOT_TYPE_MEDIUM
+        )
     elif len(speakers) >= 2 or (quotes and len(cast) >= 2):
-        shot = common_pb2.SHOT_TYPE_OVER_THE_SHOULDER if previous == common_pb2.SHOT_TYPE_MEDIUM else common_pb2.SHOT_TYPE_MEDIUM
+        shot = (
+            common_pb2.SHOT_TYPE_OVER_THE_SHOULDER
+            if previous == common_pb2.SHOT_TYPE_MEDIUM
+            else common_pb2.SHOT_TYPE_MEDIUM
+        )
     elif short_exclamation or (emotional and len(text) < (60 if cjk else 200)):
         shot = common_pb2.SHOT_TYPE_CLOSE_UP
     elif action or not cast:
@@ -884,9 +1178,17 @@ def _choose_shot(
         shot = common_pb2.SHOT_TYPE_MEDIUM
     else:
         shot = common_pb2.SHOT_TYPE_MEDIUM if number % 2 else common_pb2.SHOT_TYPE_WIDE
-    if number > 1 and style.composition == common_pb2.COMPOSITION_CLOSE_UP and shot == common_pb2.SHOT_TYPE_MEDIUM:
+    if (
+        number > 1
+        and style.composition == common_pb2.COMPOSITION_CLOSE_UP
+        and shot == common_pb2.SHOT_TYPE_MEDIUM
+    ):
         shot = common_pb2.SHOT_TYPE_CLOSE_UP
-    if number > 1 and style.composition == common_pb2.COMPOSITION_WIDE and shot == common_pb2.SHOT_TYPE_MEDIUM:
+    if (
+        number > 1
+        and style.composition == common_pb2.COMPOSITION_WIDE
+        and shot == common_pb2.SHOT_TYPE_MEDIUM
+    ):
         shot = common_pb2.SHOT_TYPE_WIDE
     if shot == previous:
         alternatives = {
@@ -913,7 +1215,9 @@ def _visual_prompt(
         parts.append(f"setting: {scene.setting}")
     if scene.characters:
         bible = {character.name: character.description for character in characters}
-        looks = [f"{name} ({bible.get(name) or character_look(name).description()})" for name in scene.characters]
+        looks = [
+            f"{name} ({bible.get(name) or character_look(name).description()})" for name in scene.characters
+        ]
         parts.append("characters: " + "; ".join(looks))
     if scene.action:
         parts.append(f"action: {scene.action}")
@@ -925,12 +1229,19 @@ def _visual_prompt(
     if style.mood:
         styling.append(_enum_words(common_pb2.Mood.Name(style.mood), "MOOD_") + " mood")
     if style.color_palette:
-        styling.append(_enum_words(common_pb2.ColorPalette.Name(style.color_palette), "COLOR_PALETTE_") + " palette")
+        styling.append(
+            _enum_words(common_pb2.ColorPalette.Name(style.color_palette), "COLOR_PALETTE_") + " palette"
+        )
     if style.character_style:
-        styling.append(_enum_words(common_pb2.CharacterStyle.Name(style.character_style), "CHARACTER_STYLE_") + " characters")
+        styling.append(
+            _enum_words(common_pb2.CharacterStyle.Name(style.character_style), "CHARACTER_STYLE_")
+            + " characters"
+        )
     if style.line_style:
         styling.append(_enum_words(common_pb2.LineStyle.Name(style.line_style), "LINE_STYLE_") + " lines")
     if style.composition:
-        styling.append(_enum_words(common_pb2.Composition.Name(style.composition), "COMPOSITION_") + " composition")
+        styling.append(
+            _enum_words(common_pb2.Composition.Name(style.composition), "COMPOSITION_") + " composition"
+        )
     parts.append("style: " + ", ".join(styling))
     return " | ".join(parts).replace("\n", " ")

@@ -8,10 +8,12 @@ behind a headless Service and spread calls with round_robin; plain
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable, Callable
+from typing import Any
 
 import grpc
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry import propagate
 
 SESSION_METADATA_KEY = "x-mangakai-session"
 """Metadata key the gateway uses to tell internal services which session a call acts for."""
@@ -37,6 +39,49 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    for key, value in carrier.items():
+        metadata[key] = value
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class TraceContextInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+):
+    """Sends the current trace context (W3C traceparent) with every call.
+
+    The receiving server's OpenTelemetry interceptor continues the trace. We do
+    not use opentelemetry-instrumentation-grpc's aio client interceptors: they
+    keep a call running on the server after the caller cancelled it (checked
+    with grpcio 1.85), and cancelling a job must stop its renderer calls.
+    """
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(_with_trace_context(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(_with_trace_context(client_call_details), request)
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: AsyncIterable[Any],
+    ) -> Any:
+        return await continuation(_with_trace_context(client_call_details), request_iterator)
+
+
 def channel(target: str) -> grpc.aio.Channel:
     """An insecure channel to another service of the mesh."""
     return grpc.aio.insecure_channel(
@@ -48,5 +93,5 @@ def channel(target: str) -> grpc.aio.Channel:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),
         ],
-        interceptors=aio_client_interceptors(),
+        interceptors=[TraceContextInterceptor()],
     )

@@ -187,7 +187,7 @@ class FsBlobBackend:
         check: ContentCheck | None = None,
     ) -> BlobInfo:
         self._ref_path(key)
-        async with stage(self._refs.parent / "objects", chunks) as staged:
+        async with stage(self._tmp, chunks) as staged:
             if check is not None:
                 await asyncio.to_thread(check, staged.path)
             async with self._lock:

@@ -20,7 +20,7 @@ from hypercorn.config import Config
 from mangakai_runtime.errors import NotFound
 from mangakai_storage.backend import BlobBackend
 from mangakai_storage.keys import key_problem
-from mangakai_storage.servicer import BYTES_OUT
+from mangakai_storage.metrics import BYTES_OUT
 from mangakai_storage.signing import UrlSigner, Verdict
 
 log = logging.getLogger(__name__)

@@ -7,27 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-import prometheus_client
 from google.protobuf import timestamp_pb2
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
 from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo
 from mangakai_storage.content import content_check, content_type_problem
 from mangakai_storage.keys import key_problem, validate_key, validate_prefix
+from mangakai_storage.metrics import BLOBS_WRITTEN, BYTES_IN, BYTES_OUT
 
 MAX_CHUNK_BYTES = 1024 * 1024
 MAX_SIGN_KEYS = 500
 MAX_TTL_SECONDS = 604800
-
-BYTES_IN = prometheus_client.Counter(
-    "storage_bytes_in_total", "Bytes received in PutBlob streams.", ["backend"]
-)
-BYTES_OUT = prometheus_client.Counter(
-    "storage_bytes_out_total", "Blob bytes sent to clients (gRPC and HTTP).", ["backend"]
-)
-BLOBS_WRITTEN = prometheus_client.Counter(
-    "storage_blobs_written_total", "Blobs stored by PutBlob.", ["backend"]
-)
 
 
 def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:

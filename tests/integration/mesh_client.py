@@ -110,8 +110,9 @@ async def wait_for_metric(
 
 
 def fetch(url: str) -> tuple[bytes, dict[str, str]]:
+    """The body and the headers (names in lower case) of a plain HTTP GET."""
     with urllib.request.urlopen(url, timeout=30) as response:
-        return response.read(), dict(response.headers)
+        return response.read(), {k.lower(): v for k, v in response.headers.items()}
 
 
 def unique() -> str:

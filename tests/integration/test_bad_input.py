@@ -13,7 +13,7 @@ from mangakai.v1 import common_pb2, jobs_pb2
 from mangakai_devstack.stack import Stack
 from PIL import Image
 
-from .mesh_client import Session, field_violations, new_session
+from tests.integration.mesh_client import Session, field_violations, new_session
 
 
 @pytest.fixture

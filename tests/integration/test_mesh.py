@@ -18,7 +18,7 @@ from mangakai.v1 import common_pb2, jobs_pb2
 from mangakai_devstack.stack import Stack, StackFactory
 from PIL import Image
 
-from .mesh_client import STORY_EN, Session, fetch, new_session, scrape, wait_for_metric
+from tests.integration.mesh_client import STORY_EN, Session, fetch, new_session, scrape, wait_for_metric
 
 JobState = common_pb2.Job.State
 VersionState = common_pb2.PanelVersion.State
@@ -78,7 +78,7 @@ async def test_job_runs_to_completion_with_every_event_in_order(session: Session
         assert panel.current_version == 1
         image = panel.versions[0].image
         body, headers = await asyncio.to_thread(fetch, image.uri)
-        assert headers["Content-Type"] == "image/png"
+        assert headers["content-type"] == "image/png"
         decoded = Image.open(io.BytesIO(body))
         assert decoded.size == (image.width, image.height) == (1024, 1024)
 
@@ -89,12 +89,16 @@ async def test_job_runs_to_completion_with_every_event_in_order(session: Session
     )
     pdf, headers = await asyncio.to_thread(fetch, export.uri)
     assert pdf.startswith(b"%PDF")
-    assert headers["Content-Type"] == "application/pdf"
+    assert headers["content-type"] == "application/pdf"
     assert export.page_count >= 2
     assert (
         pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") + pdf.count(b"/Type /Page/")
         >= export.page_count
     )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await session.jobs.CancelJob(jobs_pb2.CancelJobRequest(name=job.name), metadata=session.metadata)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     again = await session.jobs.ExportJob(
         jobs_pb2.ExportJobRequest(name=job.name, format=common_pb2.EXPORT_FORMAT_PDF),
@@ -263,9 +267,9 @@ async def test_cancel_stops_the_work_for_real(make_stack: StackFactory) -> None:
         assert scrape(renderer_metrics, "mangakai_renderer_panels_drawn_total") == len(drawn)
         assert {p.state for p in done.panels if p.current_version == 0} == {VersionState.STATE_CANCELLED}
         assert done.state == JobState.STATE_CANCELLED
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await session.jobs.CancelJob(jobs_pb2.CancelJobRequest(name=job.name), metadata=session.metadata)
-        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        again = await session.jobs.CancelJob(jobs_pb2.CancelJobRequest(name=job.name), metadata=session.metadata)
+        assert again.state == JobState.STATE_CANCELLED, "cancelling a cancelled job changes nothing"
+        assert again.last_event_sequence == done.last_event_sequence
 
 
 async def test_orchestrator_killed_mid_job_resumes_without_drawing_a_panel_twice(make_stack: StackFactory) -> None:

@@ -60,6 +60,7 @@ class StorageProcess:
     process: subprocess.Popen[bytes]
     grpc_port: int
     http_port: int
+    metrics_port: int
     log_path: Path
     channel: grpc.aio.Channel | None = field(default=None)
 
@@ -82,7 +83,7 @@ def start_storage(kind: str, data_dir: Path, env: dict[str, str], run_dir: Path)
         **os.environ,
         **env,
         "GRPC_PORT": "0",
-        "METRICS_PORT": "-1",
+        "METRICS_PORT": "0",
         "STORAGE_HTTP_PORT": "0",
         "STORAGE_DATA_DIR": str(data_dir),
         "STORAGE_MAX_BLOB_BYTES": str(MAX_BLOB_BYTES),
@@ -100,7 +101,9 @@ def start_storage(kind: str, data_dir: Path, env: dict[str, str], run_dir: Path)
             pytest.fail(f"storage was not ready within 60 s:\n{log_path.read_text()}")
         time.sleep(0.05)
     ports = json.loads(ready.read_text())
-    return StorageProcess(kind, data_dir, process, ports["grpc_port"], ports["http_port"], log_path)
+    return StorageProcess(
+        kind, data_dir, process, ports["grpc_port"], ports["http_port"], ports["metrics_port"], log_path
+    )
 
 
 def stop_storage(storage: StorageProcess) -> None:
@@ -290,6 +293,17 @@ async def test_round_trip_in_chunks(storage: StorageProcess, prefix: str) -> Non
     assert max(len(c) for c in chunks) == 256 * 1024
 
     assert await storage.stub.StatBlob(storage_pb2.StatBlobRequest(key=key)) == blob
+
+    metrics = (await fetch(f"http://127.0.0.1:{storage.metrics_port}/metrics")).body.decode()
+    counters = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("storage_")
+    }
+    label = f'{{backend="{storage.kind}"}}'
+    assert counters[f"storage_bytes_in_total{label}"] >= len(data)
+    assert counters[f"storage_bytes_out_total{label}"] >= len(data)
+    assert counters[f"storage_blobs_written_total{label}"] >= 1
 
 
 async def test_empty_blob(storage: StorageProcess, prefix: str) -> None:

@@ -7,7 +7,7 @@ import stat
 import uuid
 
 import pytest
-from conftest import (
+from fake_gateway import (
     PDF_BYTES,
     Cli,
     FakeGateway,

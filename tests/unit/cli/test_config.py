@@ -18,7 +18,7 @@ from mangakai_cli.config import (
 
 def _stack(tmp_path: Path, gateway: str) -> None:
     (tmp_path / ".run").mkdir()
-    (tmp_path / ".run" / "stack.json").write_text(json.dumps({"gateway": gateway, "web": "127.0.0.1:1"}))
+    (tmp_path / ".run" / "stack.json").write_text(json.dumps({"gateway_address": gateway, "storage_http_url": "http://127.0.0.1:1"}))
 
 
 def test_the_flag_wins_over_everything(tmp_path: Path) -> None:

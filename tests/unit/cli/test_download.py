@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import FileServer
+from fake_gateway import FileServer
 from mangakai_cli.download import DownloadError, download
 
 
