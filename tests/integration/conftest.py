@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from mangakai_devstack.nats import NatsServer
 from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.stack import Stack, StackFactory

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from mangakai.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 
 STORY_EN = (
@@ -96,9 +97,7 @@ def scrape(port: int, metric: str, **labels: str) -> float:
     return total
 
 
-async def wait_for_metric(
-    port: int, metric: str, predicate: Any, within: float = 30, **labels: str
-) -> float:
+async def wait_for_metric(port: int, metric: str, predicate: Any, within: float = 30, **labels: str) -> float:
     deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await asyncio.to_thread(scrape, port, metric, **labels)

@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 import pytest
-from mangakai.v1 import common_pb2, jobs_pb2
-from mangakai_devstack.stack import Stack
 from PIL import Image
 
+from mangakai.v1 import common_pb2, jobs_pb2
+from mangakai_devstack.stack import Stack
 from tests.integration.mesh_client import Session, field_violations, new_session
 
 

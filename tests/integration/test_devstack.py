@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 import nats as nats_client
 import pytest
+
 from mangakai_devstack.nats import NatsServer
 from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.processes import is_alive

@@ -14,10 +14,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from mangakai.v1 import common_pb2, jobs_pb2
-from mangakai_devstack.stack import Stack, StackFactory
 from PIL import Image
 
+from mangakai.v1 import common_pb2, jobs_pb2
+from mangakai_devstack.stack import Stack, StackFactory
 from tests.integration.mesh_client import STORY_EN, Session, fetch, new_session, scrape, wait_for_metric
 
 JobState = common_pb2.Job.State
@@ -267,12 +267,16 @@ async def test_cancel_stops_the_work_for_real(make_stack: StackFactory) -> None:
         assert scrape(renderer_metrics, "mangakai_renderer_panels_drawn_total") == len(drawn)
         assert {p.state for p in done.panels if p.current_version == 0} == {VersionState.STATE_CANCELLED}
         assert done.state == JobState.STATE_CANCELLED
-        again = await session.jobs.CancelJob(jobs_pb2.CancelJobRequest(name=job.name), metadata=session.metadata)
+        again = await session.jobs.CancelJob(
+            jobs_pb2.CancelJobRequest(name=job.name), metadata=session.metadata
+        )
         assert again.state == JobState.STATE_CANCELLED, "cancelling a cancelled job changes nothing"
         assert again.last_event_sequence == done.last_event_sequence
 
 
-async def test_orchestrator_killed_mid_job_resumes_without_drawing_a_panel_twice(make_stack: StackFactory) -> None:
+async def test_orchestrator_killed_mid_job_resumes_without_drawing_a_panel_twice(
+    make_stack: StackFactory,
+) -> None:
     stack = make_stack(
         overrides={
             "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "400"},

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import grpc
+from rich.console import Console
+
 from mangakai.v1 import common_pb2, jobs_pb2
 from mangakai_cli import commands, enums
 from mangakai_cli.client import CLIENT_LABEL, GatewayClient, job_name
@@ -25,7 +27,6 @@ from mangakai_cli.config import (
 )
 from mangakai_cli.download import DownloadError
 from mangakai_cli.errors import EXIT_FAILURE, describe, exit_code
-from rich.console import Console
 
 STYLE_OPTIONS: dict[str, enums.EnumOption] = {
     "art_style": enums.EnumOption(common_pb2.ArtStyle.DESCRIPTOR),

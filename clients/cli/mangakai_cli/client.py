@@ -16,9 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import grpc
+
 from mangakai.v1 import common_pb2, jobs_pb2, jobs_pb2_grpc, sessions_pb2, sessions_pb2_grpc
 from mangakai_cli.config import SessionStore
 
@@ -108,10 +109,8 @@ class GatewayClient:
         self._channel = grpc.aio.insecure_channel(
             self.address, options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         )
-        self._jobs = cast("jobs_pb2_grpc.JobServiceAsyncStub", jobs_pb2_grpc.JobServiceStub(self._channel))
-        self._session_stub = cast(
-            "sessions_pb2_grpc.SessionServiceAsyncStub", sessions_pb2_grpc.SessionServiceStub(self._channel)
-        )
+        self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._session_stub = sessions_pb2_grpc.SessionServiceStub(self._channel)
         return self
 
     async def __aexit__(

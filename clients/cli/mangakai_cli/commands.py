@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
+from rich.console import Console
+from rich.table import Table
+
 from mangakai.v1 import common_pb2, jobs_pb2
 from mangakai_cli import enums
 from mangakai_cli.client import GatewayClient, job_id
@@ -29,8 +32,6 @@ from mangakai_cli.progress import (
     open_display,
     panel_state_label,
 )
-from rich.console import Console
-from rich.table import Table
 
 EXIT_OK = 0
 EXIT_FAILED = 1

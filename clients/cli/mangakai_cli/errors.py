@@ -20,7 +20,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def describe(error: grpc.RpcError, *, gateway: str | None = None) -> str:
+def describe(error: grpc.aio.AioRpcError, *, gateway: str | None = None) -> str:
     """One line: the code name, the message, each field violation and any retry delay."""
     code: grpc.StatusCode = error.code()
     message = (error.details() or "").strip()
@@ -45,12 +45,12 @@ def describe(error: grpc.RpcError, *, gateway: str | None = None) -> str:
     return line
 
 
-def exit_code(error: grpc.RpcError) -> int:
+def exit_code(error: grpc.aio.AioRpcError) -> int:
     """2 for a request the gateway rejected as invalid, 1 for any other failure."""
     return EXIT_USAGE if error.code() == grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE
 
 
-def _rich_status(error: grpc.RpcError) -> status_pb2.Status | None:
+def _rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     if not hasattr(error, "trailing_metadata"):
         return None
     try:
@@ -67,7 +67,9 @@ _Detail = TypeVar("_Detail", error_details_pb2.BadRequest, error_details_pb2.Ret
 def _details(status: status_pb2.Status, kind: type[_Detail]) -> list[_Detail]:
     found: list[_Detail] = []
     for packed in status.details:
-        if packed.Is(kind.DESCRIPTOR):
+        # types-protobuf types Message.DESCRIPTOR as Descriptor | upb Descriptor but
+        # Any.Is as taking only the former; both are the same descriptor at run time.
+        if packed.Is(kind.DESCRIPTOR):  # type: ignore[arg-type]
             detail = kind()
             packed.Unpack(detail)
             found.append(detail)

@@ -15,11 +15,12 @@ from types import TracebackType
 from typing import Protocol
 
 from google.protobuf import json_format
-from mangakai.v1 import common_pb2
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
+
+from mangakai.v1 import common_pb2
 
 JobState = common_pb2.Job.State
 PanelState = common_pb2.PanelVersion.State

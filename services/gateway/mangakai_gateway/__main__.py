@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import nats
+
 from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
 from mangakai_gateway.servicer import JobServicer, SessionServicer
 from mangakai_gateway.sessions import SessionStore

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from mangakai.v1 import (
     common_pb2,
     jobs_pb2,

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import grpc
 from google.protobuf import timestamp_pb2
+
 from mangakai.v1 import sessions_pb2
 from mangakai_runtime.errors import Unauthenticated
 

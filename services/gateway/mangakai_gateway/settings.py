@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mangakai_runtime.settings import ServiceSettings
 from pydantic import Field
+
+from mangakai_runtime.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):

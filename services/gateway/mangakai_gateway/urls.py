@@ -6,6 +6,7 @@ many watchers signs each image once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -22,18 +23,36 @@ class UrlSigner:
         self._blobs = blobs
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str, float]] = {}
+        # Keys being signed right now: concurrent watchers of one event wait for one call.
+        self._signing: dict[str, asyncio.Future[None]] = {}
 
     async def sign_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, float]]:
         now = time.time()
         margin = self._ttl / 4
         wanted = {k for k in keys if k}
-        missing = [k for k in wanted if k not in self._cache or self._cache[k][1] - now < margin]
+        stale = [k for k in wanted if k not in self._cache or self._cache[k][1] - now < margin]
+        waiting = [self._signing[k] for k in stale if k in self._signing]
+        missing = [k for k in stale if k not in self._signing]
         if missing:
-            if len(self._cache) > _CACHE_LIMIT:
-                self._cache.clear()
-            for start in range(0, len(missing), 500):
-                for signed in await self._blobs.sign(missing[start : start + 500], self._ttl):
-                    self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for key in missing:
+                self._signing[key] = done
+            try:
+                if len(self._cache) > _CACHE_LIMIT:
+                    self._cache.clear()
+                for start in range(0, len(missing), 500):
+                    for signed in await self._blobs.sign(missing[start : start + 500], self._ttl):
+                        self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
+                done.set_result(None)
+            except BaseException as exc:
+                done.set_exception(exc)
+                done.exception()  # retrieved: waiters re-raise it, nobody else has to
+                raise
+            finally:
+                for key in missing:
+                    self._signing.pop(key, None)
+        for future in waiting:
+            await future
         return {k: self._cache[k] for k in wanted}
 
     async def fill_images(self, images: list[common_pb2.Image]) -> None:

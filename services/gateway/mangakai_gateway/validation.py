@@ -9,11 +9,13 @@ from __future__ import annotations
 import io
 import re
 import uuid
+from typing import Protocol
 
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.descriptor import EnumDescriptor
+from PIL import Image, UnidentifiedImageError
+
 from mangakai.v1 import common_pb2, jobs_pb2, sessions_pb2
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
-from PIL import Image, UnidentifiedImageError
 
 MAX_STORY_CHARS = 20_000
 MAX_PANELS = 24
@@ -24,7 +26,14 @@ MAX_PAGE_SIZE = 100
 REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
-_STYLE_ENUMS: dict[str, EnumTypeWrapper] = {
+
+class _ProtoEnum(Protocol):
+    """A generated protobuf enum (its stubs type it as a class, not an EnumTypeWrapper)."""
+
+    DESCRIPTOR: EnumDescriptor
+
+
+_STYLE_ENUMS: dict[str, _ProtoEnum] = {
     "art_style": common_pb2.ArtStyle,
     "mood": common_pb2.Mood,
     "color_palette": common_pb2.ColorPalette,
@@ -34,7 +43,7 @@ _STYLE_ENUMS: dict[str, EnumTypeWrapper] = {
 }
 
 
-def _check_enum(violations: list[FieldViolation], field: str, enum: EnumTypeWrapper, value: int) -> None:
+def _check_enum(violations: list[FieldViolation], field: str, enum: _ProtoEnum, value: int) -> None:
     if value not in enum.DESCRIPTOR.values_by_number:
         violations.append(FieldViolation(field, f"unknown value {value} for {enum.DESCRIPTOR.full_name}"))
 

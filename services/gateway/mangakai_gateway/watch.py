@@ -13,14 +13,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from functools import partial
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
-from mangakai.v1 import common_pb2
-from mangakai_runtime.subjects import Subjects
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+
+from mangakai.v1 import common_pb2
+from mangakai_runtime.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,9 @@ class JobEventHub:
                 if feed.last <= position:
                     async with feed.changed:
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(feed.changed.wait_for(partial(_beyond, feed, position)), self._idle)
+                            await asyncio.wait_for(
+                                feed.changed.wait_for(partial(_beyond, feed, position)), self._idle
+                            )
                     if feed.last <= position:
                         # Nothing arrived for a while: make sure nothing was missed on the way.
                         await feed.add(await fill_gap(job_id, feed.last))

@@ -17,9 +17,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import nats
-from mangakai.v1 import common_pb2
-from mangakai_runtime.subjects import Subjects
-from mangakai_runtime.telemetry import inject_headers
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -31,6 +28,10 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BadRequestError
+
+from mangakai.v1 import common_pb2
+from mangakai_runtime.subjects import Subjects
+from mangakai_runtime.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 

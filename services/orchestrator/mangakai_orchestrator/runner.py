@@ -20,6 +20,9 @@ from collections.abc import Awaitable
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
 from mangakai.v1 import common_pb2, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay
@@ -28,8 +31,6 @@ from mangakai_orchestrator.settings import OrchestratorSettings
 from mangakai_orchestrator.store import ClaimedJob, JobStore, PendingVersion, job_name
 from mangakai_runtime.errors import error_info
 from mangakai_runtime.subjects import Subjects
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def panel_blob_key(job_id: uuid.UUID, number: int, version: int) -> str:
 
 def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
     """The server's RetryInfo delay when given, else jittered exponential backoff."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
@@ -133,7 +134,7 @@ class JobRunner:
                 if await self._store.cancel_requested(job_id):
                     cancelled.set()
 
-    async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> int | None:
+    async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> JobState.ValueType | None:
         plan = job.plan
         if plan is None:
             await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_PLANNING))

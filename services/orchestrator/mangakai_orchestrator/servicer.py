@@ -14,6 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import grpc
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
 from mangakai.v1 import common_pb2, jobs_pb2, orchestrator_pb2, orchestrator_pb2_grpc, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay, publish_work
@@ -28,8 +31,6 @@ from mangakai_runtime.errors import (
 )
 from mangakai_runtime.log import job_id_var
 from mangakai_runtime.subjects import Subjects
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 log = logging.getLogger(__name__)
 

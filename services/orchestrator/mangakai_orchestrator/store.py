@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from google.protobuf import timestamp_pb2
+
 from mangakai.v1 import common_pb2, jobs_pb2
 
 JobState = common_pb2.Job.State
@@ -84,7 +86,7 @@ class JobStore:
     # ---- events ---------------------------------------------------------
 
     async def _append_event(
-        self, conn: asyncpg.Connection, job_id: uuid.UUID, event: common_pb2.JobEvent
+        self, conn: PoolConnectionProxy, job_id: uuid.UUID, event: common_pb2.JobEvent
     ) -> common_pb2.JobEvent:
         """Gives the event the job's next sequence number and the job's state and progress, and stores it."""
         row = await conn.fetchrow(
@@ -108,7 +110,7 @@ class JobStore:
         )
         return event
 
-    async def _progress(self, conn: asyncpg.Connection, job_id: uuid.UUID, state: int) -> int:
+    async def _progress(self, conn: PoolConnectionProxy, job_id: uuid.UUID, state: JobState.ValueType) -> int:
         if state in TERMINAL_STATES:
             return 100
         if state == JobState.STATE_QUEUED:
@@ -377,7 +379,7 @@ class JobStore:
     async def cancel_requested(self, job_id: uuid.UUID) -> bool:
         return bool(await self._pool.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1", job_id))
 
-    async def set_state(self, job_id: uuid.UUID, state: int) -> common_pb2.JobEvent | None:
+    async def set_state(self, job_id: uuid.UUID, state: JobState.ValueType) -> common_pb2.JobEvent | None:
         """Moves an active job to another active state; None when it already was there."""
         async with self._pool.acquire() as conn, conn.transaction():
             changed = await conn.fetchval(
@@ -523,7 +525,7 @@ class JobStore:
             return await self._finish(conn, job_id, JobState.STATE_FAILED, f"every panel failed: {detail}")
 
     async def _finish(
-        self, conn: asyncpg.Connection, job_id: uuid.UUID, state: int, reason: str
+        self, conn: PoolConnectionProxy, job_id: uuid.UUID, state: JobState.ValueType, reason: str
     ) -> common_pb2.JobEvent:
         await conn.execute(
             """UPDATE panel_versions SET state = $2, failure_reason = $3, end_time = now()
@@ -598,7 +600,7 @@ class JobStore:
     # ---- reading ----------------------------------------------------------
 
     async def _version(
-        self, conn: asyncpg.Connection, job_id: uuid.UUID, number: int, version: int
+        self, conn: PoolConnectionProxy, job_id: uuid.UUID, number: int, version: int
     ) -> common_pb2.PanelVersion:
         row = await conn.fetchrow(
             "SELECT * FROM panel_versions WHERE job_id = $1 AND number = $2 AND version = $3",
@@ -610,7 +612,7 @@ class JobStore:
         return _version_from_row(row)
 
     async def _load_job(
-        self, conn: asyncpg.Connection, session_id: uuid.UUID | None, job_id: uuid.UUID, *, full: bool
+        self, conn: PoolConnectionProxy, session_id: uuid.UUID | None, job_id: uuid.UUID, *, full: bool
     ) -> common_pb2.Job | None:
         if session_id is None:
             row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
@@ -623,7 +625,7 @@ class JobStore:
         return await self._job_from_row(conn, row, full=full)
 
     async def _job_from_row(
-        self, conn: asyncpg.Connection, row: asyncpg.Record, *, full: bool
+        self, conn: PoolConnectionProxy, row: asyncpg.Record, *, full: bool
     ) -> common_pb2.Job:
         job = common_pb2.Job(
             name=job_name(row["id"]),

@@ -15,6 +15,11 @@ import logging
 import time
 import uuid
 
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from opentelemetry import trace
+
 from mangakai_orchestrator.events import EventRelay, publish_work
 from mangakai_orchestrator.metrics import ACTIVE_JOBS, JOBS_FINISHED, WORK_PENDING
 from mangakai_orchestrator.runner import JobRunner
@@ -23,10 +28,6 @@ from mangakai_orchestrator.store import JobStore
 from mangakai_runtime.log import job_id_var
 from mangakai_runtime.subjects import Subjects
 from mangakai_runtime.telemetry import extract_context
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
-from opentelemetry import trace
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

@@ -13,9 +13,10 @@ import io
 from collections.abc import Sequence
 from typing import Protocol
 
+from PIL import Image
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer import local_art, story_planner
-from PIL import Image
 
 
 class BackendError(Exception):

@@ -21,12 +21,13 @@ from typing import Any
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from PIL import Image
+from pydantic import BaseModel, Field, ValidationError
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer.backend import BackendError, PanelSpec
 from mangakai_renderer.metrics import GEMINI_CALLS
 from mangakai_renderer.settings import RendererSettings
-from PIL import Image
-from pydantic import BaseModel, Field, ValidationError
 
 log = logging.getLogger(__name__)
 

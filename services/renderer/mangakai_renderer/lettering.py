@@ -91,7 +91,7 @@ def font_for(size: int, language: str) -> ImageFont.FreeTypeFont:
 def _load_font(size: int, index: int) -> ImageFont.FreeTypeFont:
     # BASIC layout is enough for CJK, Latin and Hangul and much faster than Raqm.
     return ImageFont.truetype(
-        noto_cjk_sans_otc.FONT_PATH, size, index=index, layout_engine=ImageFont.Layout.BASIC
+        str(noto_cjk_sans_otc.FONT_PATH), size, index=index, layout_engine=ImageFont.Layout.BASIC
     )
 
 

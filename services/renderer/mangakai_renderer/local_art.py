@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageOps
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer import lettering
 from mangakai_renderer.story_planner import CharacterLook, look_from_description
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageOps
 
 RGB = tuple[int, int, int]
 Point = tuple[float, float]

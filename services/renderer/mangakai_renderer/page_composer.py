@@ -15,9 +15,10 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer import lettering
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 A4_200_DPI = (1654, 2339)
 WEBTOON_WIDTH = 800

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+from PIL import Image
+
 from mangakai.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from mangakai_renderer import local_art, page_composer
 from mangakai_renderer.backend import BackendError, ImageBackend, decode_image
@@ -23,7 +25,6 @@ from mangakai_runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from PIL import Image
 
 log = logging.getLogger(__name__)
 

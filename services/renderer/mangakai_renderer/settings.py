@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mangakai_runtime.settings import ServiceSettings
 from pydantic import Field
+
+from mangakai_runtime.settings import ServiceSettings
 
 
 class RendererSettings(ServiceSettings):

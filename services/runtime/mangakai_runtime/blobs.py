@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.clients import channel
 

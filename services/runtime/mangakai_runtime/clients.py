@@ -8,12 +8,13 @@ behind a headless Service and spread calls with round_robin; plain
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
 
 import grpc
-from mangakai_runtime.server import MAX_MESSAGE_BYTES
 from opentelemetry import propagate
+
+from mangakai_runtime.server import MAX_MESSAGE_BYTES
 
 SESSION_METADATA_KEY = "x-mangakai-session"
 """Metadata key the gateway uses to tell internal services which session a call acts for."""
@@ -77,7 +78,7 @@ class TraceContextInterceptor(
         self,
         continuation: Callable[..., Any],
         client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: AsyncIterable[Any],
+        request_iterator: AsyncIterable[Any] | Iterable[Any],
     ) -> Any:
         return await continuation(_with_trace_context(client_call_details), request_iterator)
 

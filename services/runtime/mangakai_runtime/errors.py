@@ -18,6 +18,8 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from mangakai_runtime.handlers import typed
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "mangakai.dev"
@@ -114,7 +116,7 @@ class ResourceExhausted(ServiceError):
 
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo detail of a failed call, if it carries one."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return None
     for detail in status.details:
@@ -169,9 +171,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        fields = typed(handler)
         method: str = handler_call_details.method
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        if fields.unary_unary:
+            inner_uu = fields.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
@@ -179,11 +182,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await _abort(context, exc, method)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+            wrapped_uu: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(
+                unary_unary, fields.request_deserializer, fields.response_serializer
             )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+            return wrapped_uu
+        if fields.unary_stream:
+            inner_us = fields.unary_stream
 
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -194,11 +198,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await _abort(context, exc, method)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+            wrapped_us: grpc.RpcMethodHandler = grpc.unary_stream_rpc_method_handler(
+                unary_stream, fields.request_deserializer, fields.response_serializer
             )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+            return wrapped_us
+        if fields.stream_unary:
+            inner_su = fields.stream_unary
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
@@ -206,9 +211,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except Exception as exc:
                     await _abort(context, exc, method)
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+            wrapped_su: grpc.RpcMethodHandler = grpc.stream_unary_rpc_method_handler(
+                stream_unary, fields.request_deserializer, fields.response_serializer
             )
+            return wrapped_su
         return handler
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
 from mangakai_runtime.errors import ErrorInterceptor
 from mangakai_runtime.log import configure_logging
 from mangakai_runtime.settings import ServiceSettings
 from mangakai_runtime.telemetry import MetricsInterceptor, configure_tracing, start_metrics_server
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ServiceMain:
         self,
         registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
         *,
-        background: Sequence[Callable[[], Awaitable[None]]] = (),
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
         metrics_port = -1

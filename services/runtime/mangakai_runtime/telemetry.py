@@ -21,6 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from mangakai_runtime.handlers import typed
+
 log = logging.getLogger(__name__)
 
 GRPC_HANDLED = prometheus_client.Counter(
@@ -87,6 +89,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        fields = typed(handler)
         service, method = _split(handler_call_details.method)
 
         def record(started: float, context: grpc.aio.ServicerContext[Any, Any], failed: bool) -> None:
@@ -97,8 +100,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             GRPC_HANDLED.labels(service, method, name).inc()
             GRPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
 
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        if fields.unary_unary:
+            inner_uu = fields.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, failed = time.perf_counter(), True
@@ -109,11 +112,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     record(started, context, failed)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+            wrapped_uu: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(
+                unary_unary, fields.request_deserializer, fields.response_serializer
             )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+            return wrapped_uu
+        if fields.unary_stream:
+            inner_us = fields.unary_stream
 
             async def unary_stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -126,11 +130,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     record(started, context, failed)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+            wrapped_us: grpc.RpcMethodHandler = grpc.unary_stream_rpc_method_handler(
+                unary_stream, fields.request_deserializer, fields.response_serializer
             )
-        if handler.stream_unary:
-            inner_su = handler.stream_unary
+            return wrapped_us
+        if fields.stream_unary:
+            inner_su = fields.stream_unary
 
             async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 started, failed = time.perf_counter(), True
@@ -141,7 +146,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 finally:
                     record(started, context, failed)
 
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
+            wrapped_su: grpc.RpcMethodHandler = grpc.stream_unary_rpc_method_handler(
+                stream_unary, fields.request_deserializer, fields.response_serializer
             )
+            return wrapped_su
         return handler

@@ -11,9 +11,10 @@ import re
 import warnings
 from pathlib import Path
 
+from PIL import Image
+
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
 from mangakai_storage.backend import ContentCheck
-from PIL import Image
 
 MAX_CONTENT_TYPE_LENGTH = 255
 

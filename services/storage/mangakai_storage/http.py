@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+
 from mangakai_runtime.errors import NotFound
 from mangakai_storage.backend import BlobBackend
 from mangakai_storage.keys import key_problem

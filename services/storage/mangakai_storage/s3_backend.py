@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
 from mangakai_runtime.errors import NotFound
 from mangakai_storage.backend import READ_CHUNK_BYTES, BlobInfo, BlobReader, ContentCheck, SignedLocation
 from mangakai_storage.staging import clean_staging_dir, stage

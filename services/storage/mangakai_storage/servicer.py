@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
+
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
 from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from mangakai_runtime.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
+
+from mangakai_runtime.settings import ServiceSettings
 
 MIB = 1024 * 1024
 

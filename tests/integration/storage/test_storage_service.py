@@ -29,9 +29,10 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from PIL import Image
+
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_storage.signing import UrlSigner, signing_key_bytes
-from PIL import Image
 
 pytestmark = pytest.mark.integration
 

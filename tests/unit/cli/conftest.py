@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 from fake_gateway import Cli, FakeGateway, FileServer, Workdir
+
 from mangakai.v1 import jobs_pb2_grpc, sessions_pb2_grpc
 
 

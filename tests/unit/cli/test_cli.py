@@ -18,6 +18,7 @@ from fake_gateway import (
     rate_limited,
     scripted_job,
 )
+
 from mangakai.v1 import common_pb2
 
 JobState = common_pb2.Job.State

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from mangakai_cli.config import (
     DEFAULT_GATEWAY,
     ConfigError,
@@ -18,7 +19,9 @@ from mangakai_cli.config import (
 
 def _stack(tmp_path: Path, gateway: str) -> None:
     (tmp_path / ".run").mkdir()
-    (tmp_path / ".run" / "stack.json").write_text(json.dumps({"gateway_address": gateway, "storage_http_url": "http://127.0.0.1:1"}))
+    (tmp_path / ".run" / "stack.json").write_text(
+        json.dumps({"gateway_address": gateway, "storage_http_url": "http://127.0.0.1:1"})
+    )
 
 
 def test_the_flag_wins_over_everything(tmp_path: Path) -> None:

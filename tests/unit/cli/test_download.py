@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fake_gateway import FileServer
+
 from mangakai_cli.download import DownloadError, download
 
 

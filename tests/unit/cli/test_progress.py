@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from rich.console import Console
+
 from mangakai.v1 import common_pb2
 from mangakai_cli.progress import JobView, LiveJobDisplay, PlainJobDisplay, open_display
-from rich.console import Console
 
 JobState = common_pb2.Job.State
 PanelState = common_pb2.PanelVersion.State

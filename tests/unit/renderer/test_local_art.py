@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+from PIL import Image, ImageChops
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer import lettering
 from mangakai_renderer.local_art import draw_panel, encode_png
 from mangakai_renderer.story_planner import look_from_description
-from PIL import Image, ImageChops
 
 STYLE = common_pb2.StylePreferences(
     mood=common_pb2.MOOD_PEACEFUL, color_palette=common_pb2.COLOR_PALETTE_FULL_COLOR

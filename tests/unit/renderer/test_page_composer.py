@@ -10,9 +10,10 @@ import xml.etree.ElementTree as ElementTree
 import zipfile
 
 import pytest
+from PIL import Image, PdfParser
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer.page_composer import compose_pages, title_page, write_cbz, write_pdf
-from PIL import Image, PdfParser
 
 PAGE = (400, 566)
 COLOURS = [(230, 30, 30), (30, 160, 40), (30, 60, 220), (240, 200, 20), (160, 40, 200), (20, 200, 200)]

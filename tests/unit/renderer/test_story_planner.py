@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from mangakai.v1 import common_pb2
 from mangakai_renderer.story_planner import detect_language, look_from_description, plan_story
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mangakai_storage.http import RangeNotSatisfiable, parse_range
 
 

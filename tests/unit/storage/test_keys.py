@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mangakai_runtime.errors import InvalidArgument
 from mangakai_storage.keys import MAX_KEY_LENGTH, key_problem, validate_key, validate_prefix
 

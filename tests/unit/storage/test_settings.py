@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from mangakai_storage.s3_backend import rewrite_host
 from mangakai_storage.settings import StorageSettings
-from pydantic import ValidationError
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from mangakai_devstack.processes import POLL_SECONDS, kill_child, log_tail, stop_child
 
 HOST = "127.0.0.1"
