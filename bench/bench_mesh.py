@@ -148,6 +148,7 @@ async def watch_fan_out(factory: StackFactory, watchers: int) -> None:
         }
     )
     delays: list[float] = []
+    by_event: dict[int, list[float]] = {}
     async with grpc.aio.insecure_channel(stack.gateway_address) as channel:
         client = await Client.open(channel)
         job = await client.jobs.CreateJob(
@@ -171,12 +172,20 @@ async def watch_fan_out(factory: StackFactory, watchers: int) -> None:
                     if connected == watchers:
                         ready.set()
                 if ready.is_set() and event.HasField("panel_finished"):
-                    delays.append(time.time() - event.create_time.ToDatetime().timestamp())
+                    delay = time.time() - event.create_time.ToDatetime().timestamp()
+                    delays.append(delay)
+                    by_event.setdefault(event.sequence, []).append(delay)
 
         tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
         await asyncio.gather(*tasks)
         for ch in channels:
             await ch.close()
+    for sequence, values in sorted(by_event.items()):
+        values.sort()
+        print(
+            f"      event {sequence}: first {values[0] * 1000:.0f} ms, median {values[len(values) // 2] * 1000:.0f} ms,"
+            f" last {values[-1] * 1000:.0f} ms"
+        )
     delays.sort()
     p99 = delays[int(len(delays) * 0.99) - 1] * 1000 if delays else float("inf")
     report(
@@ -209,7 +218,7 @@ async def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mangakai-bench-") as tmp:
         base = Path(tmp)
-        base.chmod(0o755)
+        base.chmod(0o755)  # noqa: ASYNC240 - the postgres user must enter it; once, before any I/O
         postgres = PostgresServer(base / "pg", durable=False)
         nats = NatsServer(base / "nats")
         postgres.start()

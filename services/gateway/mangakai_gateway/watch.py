@@ -14,7 +14,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -36,7 +35,8 @@ class _Feed:
     def __init__(self, job_id: uuid.UUID) -> None:
         self.job_id = job_id
         self.events: list[common_pb2.JobEvent] = []
-        self.changed = asyncio.Condition()
+        # Replaced on every addition: watchers wait on the current one, no lock to pass around.
+        self.changed = asyncio.Event()
         self.watchers = 0
         self.subscription: object | None = None
         self.closer: asyncio.TimerHandle | None = None
@@ -53,12 +53,8 @@ class _Feed:
                 self.events.append(event)
                 added = True
         if added:
-            async with self.changed:
-                self.changed.notify_all()
-
-
-def _beyond(feed: _Feed, position: int) -> bool:
-    return feed.last > position
+            self.changed.set()
+            self.changed = asyncio.Event()
 
 
 class JobEventHub:
@@ -134,11 +130,10 @@ class JobEventHub:
             position = after
             while True:
                 if feed.last <= position:
-                    async with feed.changed:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(
-                                feed.changed.wait_for(partial(_beyond, feed, position)), self._idle
-                            )
+                    changed = feed.changed
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self._idle):
+                            await changed.wait()
                     if feed.last <= position:
                         # Nothing arrived for a while: make sure nothing was missed on the way.
                         await feed.add(await fill_gap(job_id, feed.last))

@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
 from mangakai_runtime.errors import ErrorInterceptor
 from mangakai_runtime.log import configure_logging
@@ -34,6 +34,17 @@ from mangakai_runtime.telemetry import MetricsInterceptor, configure_tracing, st
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+# Not traced: health checks, reflection, and WatchJob, a long-lived stream that would
+# only add a span event per message to every watcher's stream (a measurable cost when
+# hundreds of clients watch one job; see bench/bench_mesh.py).
+_TRACED = filters.negate(
+    filters.any_of(
+        filters.health_check(),
+        filters.service_prefix("grpc.reflection"),
+        filters.full_method_name("/mangakai.v1.JobService/WatchJob"),
+    )
+)
 
 
 @dataclass
@@ -66,7 +77,7 @@ async def create_server(
     "mangakai.v1.JobService")`.
     """
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), MetricsInterceptor(), ErrorInterceptor()],
+        interceptors=[aio_server_interceptor(filter_=_TRACED), MetricsInterceptor(), ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
