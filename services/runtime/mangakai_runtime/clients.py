@@ -27,6 +27,9 @@ _SERVICE_CONFIG = json.dumps(
                 # Transparent retries for calls that never reached a server, and for
                 # UNAVAILABLE, which our services only return when a retry is safe.
                 "name": [{}],
+                # A replica that restarts is waited for (within the call's deadline)
+                # instead of failing the call at once.
+                "waitForReady": True,
                 "retryPolicy": {
                     "maxAttempts": 4,
                     "initialBackoff": "0.1s",
