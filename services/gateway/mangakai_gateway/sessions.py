@@ -58,12 +58,16 @@ class SessionStore:
         return session_id
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> uuid.UUID:
-        """The session a call acts for, from its `authorization: Bearer <token>` metadata."""
+        """The session a gRPC call acts for, from its `authorization: Bearer <token>` metadata."""
         header = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
                 header = str(value)
                 break
+        return await self.authenticate_header(header)
+
+    async def authenticate_header(self, header: str) -> uuid.UUID:
+        """The session an `authorization` header (gRPC metadata or HTTP header) names."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated(

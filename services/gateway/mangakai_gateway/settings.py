@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from mangakai_runtime.settings import ServiceSettings
+
+# The browser app as `make web` builds it, when the gateway runs from a source checkout.
+DEFAULT_ASSETS_DIR = Path(__file__).resolve().parents[3] / "web" / "dist"
 
 
 class GatewaySettings(ServiceSettings):
@@ -26,3 +31,13 @@ class GatewaySettings(ServiceSettings):
     create_jobs_per_minute: int = Field(
         60, ge=1, description="CreateJob calls allowed per session per minute"
     )
+    web_host: str = Field(
+        "127.0.0.1", description="Address the web listener (gRPC-Web, Connect, the app) binds to"
+    )
+    web_port: int = Field(
+        8080, ge=-1, le=65535, description="Port of the web listener; 0 picks a free one, -1 disables it"
+    )
+    web_cors_origins: str = Field(
+        "", description="Comma-separated origins allowed to call the API from another origin ('*' for any)"
+    )
+    web_assets_dir: Path = Field(DEFAULT_ASSETS_DIR, description="The built browser app (web/dist)")

@@ -1,5 +1,7 @@
 """Signed image URLs: fills `Image.uri` in outgoing messages from the storage service.
 
+Each image also gets the keys and signed URLs of its WebP copy and thumbnail,
+which the storage service stores beside every panel image it receives.
 URLs are cached until shortly before they expire, so a stream of events to
 many watchers signs each image once.
 """
@@ -11,7 +13,7 @@ import time
 from collections.abc import Iterable
 
 from mangakai.v1 import common_pb2, jobs_pb2
-from mangakai_runtime.blobs import BlobClient
+from mangakai_runtime.blobs import BlobClient, thumbnail_key, webp_key
 
 _CACHE_LIMIT = 50_000
 
@@ -56,10 +58,21 @@ class UrlSigner:
         return {k: self._cache[k] for k in wanted}
 
     async def fill_images(self, images: list[common_pb2.Image]) -> None:
-        signed = await self.sign_keys(i.blob_key for i in images)
+        for image in images:
+            if image.blob_key and not image.webp_blob_key:
+                image.webp_blob_key = webp_key(image.blob_key) or ""
+            if image.blob_key and not image.thumbnail_blob_key:
+                image.thumbnail_blob_key = thumbnail_key(image.blob_key) or ""
+        signed = await self.sign_keys(
+            key for i in images for key in (i.blob_key, i.webp_blob_key, i.thumbnail_blob_key)
+        )
         for image in images:
             if image.blob_key in signed:
                 image.uri = signed[image.blob_key][0]
+            if image.webp_blob_key in signed:
+                image.webp_uri = signed[image.webp_blob_key][0]
+            if image.thumbnail_blob_key in signed:
+                image.thumbnail_uri = signed[image.thumbnail_blob_key][0]
 
     async def fill_job(self, job: common_pb2.Job) -> common_pb2.Job:
         await self.fill_images([v.image for p in job.panels for v in p.versions if v.HasField("image")])

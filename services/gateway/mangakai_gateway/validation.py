@@ -132,6 +132,22 @@ def regenerate_panel(request: jobs_pb2.RegeneratePanelRequest) -> uuid.UUID:
     return ident
 
 
+def set_current_panel_version(request: jobs_pb2.SetCurrentPanelVersionRequest) -> uuid.UUID:
+    violations: list[FieldViolation] = []
+    ident: uuid.UUID | None = None
+    try:
+        ident = job_id(request.name)
+    except InvalidArgument as exc:
+        violations.extend(exc.violations)
+    if not 1 <= request.panel <= MAX_PANELS:
+        violations.append(FieldViolation("panel", f"must be 1 to {MAX_PANELS}"))
+    if request.version < 1:
+        violations.append(FieldViolation("version", "must be 1 or more"))
+    _raise(violations)
+    assert ident is not None
+    return ident
+
+
 def reference_image_problem(data: bytes) -> str:
     """Why the bytes are not an acceptable reference image, or "" when they are."""
     if len(data) > MAX_REFERENCE_BYTES:

@@ -10,6 +10,7 @@ from pathlib import Path
 from mangakai.v1 import orchestrator_pb2_grpc
 from mangakai_orchestrator import events
 from mangakai_orchestrator.clients import Backends
+from mangakai_orchestrator.retention import RetentionSweeper
 from mangakai_orchestrator.runner import JobRunner
 from mangakai_orchestrator.servicer import OrchestratorServicer
 from mangakai_orchestrator.settings import OrchestratorSettings
@@ -44,7 +45,14 @@ async def main() -> None:
     owner = f"{socket.gethostname()}:{os.getpid()}"
     worker = JobWorker(js, subjects, store, runner, relay, settings, owner)
     sweeper = StaleJobSweeper(js, subjects, store, settings)
-    servicer = OrchestratorServicer(store, backends, relay, nc, js, subjects)
+    retention = RetentionSweeper(
+        pool,
+        backends.blobs,
+        retention_days=settings.retention_days,
+        partial_grace_seconds=settings.partial_blob_grace_seconds,
+        interval_seconds=settings.retention_sweep_seconds,
+    )
+    servicer = OrchestratorServicer(store, backends, relay, nc, js, subjects, retention)
 
     async def close() -> None:
         await nc.drain()
@@ -60,7 +68,7 @@ async def main() -> None:
                 "mangakai.v1.OrchestratorService",
             )
         ],
-        background=[relay.run, worker.run, sweeper.run],
+        background=[relay.run, worker.run, sweeper.run, retention.run],
     )
 
 

@@ -44,9 +44,18 @@ async def connect(url: str, name: str) -> NATS:
 
 
 async def ensure_streams(
-    js: JetStreamContext, subjects: Subjects, *, event_max_age_seconds: float, ack_wait_seconds: float
+    js: JetStreamContext,
+    subjects: Subjects,
+    *,
+    event_max_age_seconds: float,
+    ack_wait_seconds: float,
+    replicas: int = 1,
 ) -> None:
-    """Creates (or updates) the streams and the shared work consumer."""
+    """Creates (or updates) the streams and the shared work consumer.
+
+    `replicas` is how many JetStream servers keep a copy of each stream (3 on the
+    3-node cluster of deploy/k8s, so that losing a node loses no job).
+    """
     streams = [
         StreamConfig(
             name=subjects.events_stream,
@@ -55,6 +64,7 @@ async def ensure_streams(
             storage=StorageType.FILE,
             max_age=event_max_age_seconds,
             duplicate_window=120,
+            num_replicas=replicas,
         ),
         StreamConfig(
             name=subjects.work_stream,
@@ -62,6 +72,7 @@ async def ensure_streams(
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=120,
+            num_replicas=replicas,
         ),
     ]
     for config in streams:
@@ -96,8 +107,12 @@ class EventRelay:
     """Publishes stored job events to JetStream, in order, as soon as they are written.
 
     `kick(job_id)` publishes a job's new events now; a periodic sweep catches any
-    left behind by a process that died between writing and publishing.
+    left behind by a process that died between writing and publishing. Events
+    carry the trace context of the code that kicked their job (the CreateJob call,
+    the job's run), so a consumer of the events continues the job's trace.
     """
+
+    MAX_TRACED_JOBS = 10_000
 
     def __init__(
         self,
@@ -114,16 +129,27 @@ class EventRelay:
         self._unpublished = unpublished
         self._sweep_seconds = sweep_seconds
         self._kicked: set[uuid.UUID] = set()
+        self._trace_headers: dict[str, dict[str, str]] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
 
     def kick(self, job_id: uuid.UUID) -> None:
+        trace_headers = inject_headers()
+        if trace_headers:
+            key = str(job_id)
+            self._trace_headers.pop(key, None)  # re-inserted last: the oldest entries go first
+            self._trace_headers[key] = trace_headers
+            while len(self._trace_headers) > self.MAX_TRACED_JOBS:
+                del self._trace_headers[next(iter(self._trace_headers))]
         self._kicked.add(job_id)
         self._wake.set()
 
     async def publish(self, event: common_pb2.JobEvent) -> None:
         job_id = event.job.removeprefix("jobs/")
-        headers = inject_headers({"Nats-Msg-Id": f"{job_id}:{event.sequence}"})
+        trace_headers = (
+            self._trace_headers.pop(job_id, {}) if event.terminal else self._trace_headers.get(job_id, {})
+        )
+        headers = {**trace_headers, "Nats-Msg-Id": f"{job_id}:{event.sequence}"}
         await self._js.publish(
             self._subjects.events(job_id), event.SerializeToString(), headers=headers, timeout=5
         )

@@ -1,10 +1,13 @@
 """The job state machine: runs one claimed job from where it stands to a terminal state.
 
-QUEUED → PLANNING → RENDERING → COMPLETED | FAILED | CANCELLED. A job taken
-over after a crash resumes: a stored plan is not planned again, and panels
-already drawn are not drawn again (the renderer also returns an existing
-output blob instead of drawing it twice). Panels are drawn in parallel, at
-most `render_concurrency` at a time.
+QUEUED → PLANNING → RENDERING → COMPLETED | FAILED | CANCELLED. Between the
+plan and the panels, one character sheet is drawn from the plan's character
+bible and stored as a blob of the job; every panel is drawn with it as a
+reference image, so the characters keep their look. A job taken over after a
+crash resumes: a stored plan is not planned again, a stored sheet is not drawn
+again, and panels already drawn are not drawn again (the renderer also returns
+an existing output blob instead of drawing it twice). Panels are drawn in
+parallel, at most `render_concurrency` at a time.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ _TRANSIENT = {
 
 def panel_blob_key(job_id: uuid.UUID, number: int, version: int) -> str:
     return f"jobs/{job_id}/panels/{number:02d}/v{version}.png"
+
+
+def character_sheet_key(job_id: uuid.UUID) -> str:
+    return f"jobs/{job_id}/character-sheet.png"
 
 
 def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
@@ -147,10 +154,11 @@ class JobRunner:
         else:
             await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_RENDERING))
         pending = await self._store.pending_versions(job.id)
+        sheet_key = await self._character_sheet(job, plan) if pending else ""
         slots = asyncio.Semaphore(self._settings.render_concurrency)
         async with asyncio.TaskGroup() as group:
             for version in pending:
-                group.create_task(self._render(job, plan, version, slots, cancelled))
+                group.create_task(self._render(job, plan, version, sheet_key, slots, cancelled))
         event = await self._store.finish_job(job.id)
         self._relay.kick(job.id)
         log.info("job %s finished %s", job.id, JobState.Name(event.job_state))
@@ -175,11 +183,48 @@ class JobRunner:
             return plan
         raise PlanningError("no attempts left")
 
+    async def _character_sheet(self, job: ClaimedJob, plan: common_pb2.ScenePlan) -> str:
+        """The storage key of the job's character sheet, drawing it first when there is none yet.
+
+        A sheet that cannot be drawn does not stop the job: the panels are then
+        drawn from the character bible's descriptions alone.
+        """
+        if job.character_sheet is not None:
+            return job.character_sheet.blob_key
+        if not plan.characters:
+            return ""
+        request = renderer_pb2.RenderCharacterSheetRequest(
+            job=job_name(job.id),
+            characters=plan.characters,
+            style=job.style,
+            output_blob_key=character_sheet_key(job.id),
+            language=plan.language,
+        )
+        for attempt in range(self._settings.render_attempts):
+            try:
+                response: renderer_pb2.RenderCharacterSheetResponse = (
+                    await self._backends.renderer.RenderCharacterSheet(
+                        request, timeout=self._settings.render_timeout_seconds
+                    )
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
+                    await asyncio.sleep(_retry_delay(exc, attempt))
+                    continue
+                log.warning(
+                    "character sheet of job %s failed, drawing without it: %s", job.id, _describe(exc)
+                )
+                return ""
+            await self._emit(job.id, self._store.save_character_sheet(job.id, response.image))
+            return response.image.blob_key
+        return ""
+
     async def _render(
         self,
         job: ClaimedJob,
         plan: common_pb2.ScenePlan,
         pending: PendingVersion,
+        sheet_key: str,
         slots: asyncio.Semaphore,
         cancelled: asyncio.Event,
     ) -> None:
@@ -187,14 +232,15 @@ class JobRunner:
             if cancelled.is_set():
                 return
             await self._emit(job.id, self._store.start_version(job.id, pending.number, pending.version))
-            references = [k for k in (pending.reference_blob_key, pending.previous_image_key) if k]
             request = renderer_pb2.RenderPanelRequest(
                 job=job_name(job.id),
                 scene=pending.scene,
                 characters=plan.characters,
                 style=job.style,
                 instruction=pending.instruction,
-                reference_blob_keys=references,
+                reference_blob_keys=[pending.reference_blob_key] if pending.reference_blob_key else [],
+                character_sheet_blob_key=sheet_key,
+                previous_version_blob_key=pending.previous_image_key,
                 output_blob_key=panel_blob_key(job.id, pending.number, pending.version),
                 language=plan.language,
             )
@@ -229,6 +275,8 @@ class JobRunner:
                 PANELS_FINISHED.labels("drawn").inc()
                 await self._emit(
                     job.id,
-                    self._store.finish_version(job.id, pending.number, pending.version, response.image),
+                    self._store.finish_version(
+                        job.id, pending.number, pending.version, response.image, response.art
+                    ),
                 )
                 return

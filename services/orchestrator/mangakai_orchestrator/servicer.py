@@ -20,7 +20,8 @@ from nats.js import JetStreamContext
 from mangakai.v1 import common_pb2, jobs_pb2, orchestrator_pb2, orchestrator_pb2_grpc, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay, publish_work
-from mangakai_orchestrator.store import JobStateError, JobStore, PanelNumberError
+from mangakai_orchestrator.retention import RetentionSweeper
+from mangakai_orchestrator.store import JobStateError, JobStore, PanelNumberError, VersionNotDrawnError
 from mangakai_runtime.clients import SESSION_METADATA_KEY
 from mangakai_runtime.errors import (
     FailedPrecondition,
@@ -94,7 +95,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         nc: NATS,
         js: JetStreamContext,
         subjects: Subjects,
+        retention: RetentionSweeper | None = None,
     ) -> None:
+        self._retention = retention
         self._subjects = subjects
         self._store = store
         self._backends = backends
@@ -184,6 +187,24 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             log.exception("could not queue the regeneration of job %s", job_id)
         return panel
 
+    async def SetCurrentPanelVersion(
+        self, request: jobs_pb2.SetCurrentPanelVersionRequest, context: Context
+    ) -> common_pb2.Panel:
+        session = _session(context)
+        job_id = _job_id(request.name)
+        try:
+            return await self._store.set_current_version(session, job_id, request.panel, request.version)
+        except LookupError:
+            raise NotFound(f"{request.name} not found") from None
+        except PanelNumberError:
+            raise InvalidArgument(
+                [FieldViolation("panel", f"the job has no panel {request.panel}")]
+            ) from None
+        except VersionNotDrawnError as exc:
+            raise InvalidArgument(
+                [FieldViolation("version", f"{exc}; choose a version that SUCCEEDED")]
+            ) from None
+
     async def ExportJob(self, request: jobs_pb2.ExportJobRequest, context: Context) -> jobs_pb2.Export:
         session = _session(context)
         job_id = _job_id(request.name)
@@ -235,4 +256,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise NotFound(f"{request.name} not found")
         return orchestrator_pb2.ListJobEventsResponse(
             events=await self._store.events_after(job_id, request.after_sequence)
+        )
+
+    async def SweepRetention(
+        self, request: orchestrator_pb2.SweepRetentionRequest, context: Context
+    ) -> orchestrator_pb2.SweepRetentionResponse:
+        if self._retention is None:
+            raise FailedPrecondition("retention is not configured on this replica")
+        report = await self._retention.sweep()
+        return orchestrator_pb2.SweepRetentionResponse(
+            expired_jobs=report.expired_jobs,
+            partial_jobs=report.partial_jobs,
+            blobs_deleted=report.blobs_deleted,
         )

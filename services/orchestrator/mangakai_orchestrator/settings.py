@@ -30,3 +30,14 @@ class OrchestratorSettings(ServiceSettings):
         300.0, gt=0, description="An active job nobody holds for this long is queued again"
     )
     event_retention_days: float = Field(30.0, gt=0)
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Ended jobs unchanged for this long are deleted with their blobs; 0 keeps them forever",
+    )
+    retention_sweep_seconds: float = Field(3600.0, gt=0, description="How often the retention sweep runs")
+    partial_blob_grace_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="A failed or cancelled job's unfinished images are deleted this long after it ended",
+    )

@@ -55,6 +55,7 @@ class ClaimedJob:
     cancel_requested: bool
     attempts: int
     run: int
+    character_sheet: common_pb2.Image | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class PendingVersion:
     scene: common_pb2.Scene
     instruction: str
     reference_blob_key: str
-    previous_image_key: str
+    previous_image_key: str  # the current version's un-lettered art when kept, else its image
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,11 @@ class JobStore:
             cancel_requested=row["cancel_requested"],
             attempts=row["attempts"],
             run=row["run"],
+            character_sheet=(
+                common_pb2.Image.FromString(row["character_sheet"])
+                if row["character_sheet"] is not None
+                else None
+            ),
         )
 
     async def renew_lease(self, job_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
@@ -414,10 +420,18 @@ class JobStore:
             )
             return await self._append_event(conn, job_id, common_pb2.JobEvent(plan_ready=plan))
 
+    async def save_character_sheet(self, job_id: uuid.UUID, image: common_pb2.Image) -> common_pb2.JobEvent:
+        """Stores the job's character sheet and announces it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE jobs SET character_sheet = $2 WHERE id = $1", job_id, image.SerializeToString()
+            )
+            return await self._append_event(conn, job_id, common_pb2.JobEvent(character_sheet_ready=image))
+
     async def pending_versions(self, job_id: uuid.UUID) -> list[PendingVersion]:
         rows = await self._pool.fetch(
             """SELECT v.number, v.version, p.scene, v.instruction, v.reference_blob_key,
-                      (SELECT cv.image FROM panel_versions cv
+                      (SELECT coalesce(cv.art, cv.image) FROM panel_versions cv
                         WHERE cv.job_id = p.job_id AND cv.number = p.number AND cv.version = p.current_version) AS current
                FROM panel_versions v JOIN panels p USING (job_id, number)
                WHERE v.job_id = $1 AND v.state = ANY($2::smallint[])
@@ -453,18 +467,24 @@ class JobStore:
             )
 
     async def finish_version(
-        self, job_id: uuid.UUID, number: int, version: int, image: common_pb2.Image
+        self,
+        job_id: uuid.UUID,
+        number: int,
+        version: int,
+        image: common_pb2.Image,
+        art: common_pb2.Image | None = None,
     ) -> common_pb2.JobEvent:
-        """Records a drawn version and makes it the panel's current one."""
+        """Records a drawn version (and its un-lettered art) and makes it the panel's current one."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                """UPDATE panel_versions SET state = $4, image = $5, end_time = now(), failure_reason = ''
+                """UPDATE panel_versions SET state = $4, image = $5, art = $6, end_time = now(), failure_reason = ''
                    WHERE job_id = $1 AND number = $2 AND version = $3""",
                 job_id,
                 number,
                 version,
                 VersionState.STATE_SUCCEEDED,
                 image.SerializeToString(),
+                art.SerializeToString() if art is not None and art.blob_key else None,
             )
             await conn.execute(
                 "UPDATE panels SET current_version = $3 WHERE job_id = $1 AND number = $2",
@@ -642,6 +662,8 @@ class JobStore:
             end_time=_ts(row["end_time"]),
             title=row["title"],
         )
+        if row["character_sheet"] is not None:
+            job.character_sheet.ParseFromString(row["character_sheet"])
         job.progress_percent = await self._progress(conn, row["id"], row["state"])
         panel_rows = await conn.fetch(
             "SELECT number, scene, current_version FROM panels WHERE job_id = $1 ORDER BY number", row["id"]
@@ -668,6 +690,47 @@ class JobStore:
                 job.plan.ParseFromString(row["plan"])
         return job
 
+    # ---- choosing a panel's current version ------------------------------
+
+    async def set_current_version(
+        self, session_id: uuid.UUID, job_id: uuid.UUID, number: int, version: int
+    ) -> common_pb2.Panel:
+        """Makes a drawn version of a panel its current one (what is shown and exported).
+
+        Raises LookupError when the session has no such job, PanelNumberError
+        when the job has no such panel, VersionNotDrawnError when the version
+        does not exist or has no image.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            owned = await conn.fetchval(
+                "SELECT 1 FROM jobs WHERE id = $1 AND session_id = $2 FOR UPDATE", job_id, session_id
+            )
+            if not owned:
+                raise LookupError(job_name(job_id))
+            exists = await conn.fetchval(
+                "SELECT 1 FROM panels WHERE job_id = $1 AND number = $2", job_id, number
+            )
+            if not exists:
+                raise PanelNumberError(number)
+            state = await conn.fetchval(
+                "SELECT state FROM panel_versions WHERE job_id = $1 AND number = $2 AND version = $3",
+                job_id,
+                number,
+                version,
+            )
+            if state != VersionState.STATE_SUCCEEDED:
+                raise VersionNotDrawnError(number, version)
+            await conn.execute(
+                "UPDATE panels SET current_version = $3 WHERE job_id = $1 AND number = $2",
+                job_id,
+                number,
+                version,
+            )
+            await conn.execute("UPDATE jobs SET update_time = now() WHERE id = $1", job_id)
+            job = await self._load_job(conn, session_id, job_id, full=True)
+            assert job is not None
+            return job.panels[number - 1]
+
 
 def _version_from_row(row: asyncpg.Record) -> common_pb2.PanelVersion:
     version = common_pb2.PanelVersion(
@@ -681,6 +744,8 @@ def _version_from_row(row: asyncpg.Record) -> common_pb2.PanelVersion:
     )
     if row["image"] is not None:
         version.image.ParseFromString(row["image"])
+    if row["art"] is not None:
+        version.art.ParseFromString(row["art"])
     return version
 
 
@@ -694,3 +759,12 @@ class PanelNumberError(Exception):
     def __init__(self, number: int) -> None:
         super().__init__(f"no panel {number}")
         self.number = number
+
+
+class VersionNotDrawnError(Exception):
+    """The panel has no drawn (SUCCEEDED) version with that number."""
+
+    def __init__(self, number: int, version: int) -> None:
+        super().__init__(f"panel {number} has no drawn version {version}")
+        self.number = number
+        self.version = version

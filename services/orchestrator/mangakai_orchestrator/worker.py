@@ -14,7 +14,9 @@ import contextlib
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 
+import prometheus_client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -31,6 +33,13 @@ from mangakai_runtime.telemetry import extract_context
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+
+QUEUE_SAMPLE_SECONDS = 5.0
+# Next to the sampling that sets it (mangakai_orchestrator.metrics holds the others).
+WORK_OLDEST_PENDING = prometheus_client.Gauge(
+    "mangakai_work_oldest_pending_seconds",
+    "Age of the oldest job run waiting in the JetStream work consumer (0 when none waits).",
+)
 
 
 class JobWorker:
@@ -153,7 +162,9 @@ class StaleJobSweeper:
     """Queues again any active job that nobody holds and that has not moved for a while.
 
     This is the backstop for a work message lost before it reached the stream
-    (for example NATS down when the job was created).
+    (for example NATS down when the job was created). Every few seconds it also
+    samples the work queue for the metrics: how many job runs wait, and how long
+    the oldest has waited (what autoscaling and the backlog alert read).
     """
 
     def __init__(
@@ -166,17 +177,44 @@ class StaleJobSweeper:
 
     async def run(self) -> None:
         interval = max(1.0, min(30.0, self._settings.stale_job_seconds / 4))
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            await self._sample_queue()
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + interval
+                try:
+                    await self._sweep()
+                except Exception:
+                    log.warning("stale job sweep failed", exc_info=True)
+            await asyncio.sleep(min(QUEUE_SAMPLE_SECONDS, interval))
+
+    async def _sample_queue(self) -> None:
+        try:
+            info = await self._js.consumer_info(self._subjects.work_stream, self._subjects.work_consumer)
+        except Exception:
+            log.debug("work consumer info unavailable", exc_info=True)
+            return
+        pending = info.num_pending or 0
+        age = 0.0
+        if pending and info.delivered is not None:
+            # The oldest waiting run is the first work message after the last one delivered.
             try:
-                await self._sweep()
+                oldest = await self._js.get_msg(
+                    self._subjects.work_stream,
+                    seq=info.delivered.stream_seq + 1,
+                    subject=self._subjects.work,
+                    next=True,
+                )
             except Exception:
-                log.warning("stale job sweep failed", exc_info=True)
+                log.debug("oldest work message unavailable", exc_info=True)
+            else:
+                if oldest.time is not None:
+                    age = max(0.0, (datetime.now(UTC) - oldest.time).total_seconds())
+        WORK_PENDING.set(pending)
+        WORK_OLDEST_PENDING.set(age)
 
     async def _sweep(self) -> None:
-        with contextlib.suppress(Exception):
-            info = await self._js.consumer_info(self._subjects.work_stream, self._subjects.work_consumer)
-            WORK_PENDING.set(info.num_pending)
         for job_id in await self._store.stale_jobs(self._settings.stale_job_seconds):
             log.warning("queueing stale job %s again", job_id)
             await publish_work(

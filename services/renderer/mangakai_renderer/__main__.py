@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+
+import nats
+from nats.aio.client import Client as NATS
 
 from mangakai.v1 import renderer_pb2_grpc
 from mangakai_renderer.backend import FixedLatencyBackend, ImageBackend, LocalBackend
+from mangakai_renderer.quota import Counters, GeminiQuota, KeyValueCounters, MemoryCounters
 from mangakai_renderer.servicer import RendererServicer
 from mangakai_renderer.settings import RendererSettings
 from mangakai_runtime.blobs import BlobClient
@@ -15,16 +20,34 @@ from mangakai_runtime.server import ServiceMain
 log = logging.getLogger(__name__)
 
 
-def choose_backend(settings: RendererSettings) -> ImageBackend:
+def backend_kind(settings: RendererSettings) -> str:
     kind = settings.renderer_backend
     if kind == "auto":
         kind = "gemini" if settings.gemini_api_key else "local"
+    if kind == "gemini" and not settings.gemini_api_key:
+        raise SystemExit("RENDERER_BACKEND=gemini needs GEMINI_API_KEY")
+    return kind
+
+
+def quota_project(settings: RendererSettings) -> str:
+    """The budget's name: the configured project, else a digest of the key (never the key itself)."""
+    if settings.gemini_project:
+        return settings.gemini_project
+    return "key-" + hashlib.sha256(settings.gemini_api_key.encode()).hexdigest()[:16]
+
+
+def choose_backend(settings: RendererSettings, counters: Counters | None = None) -> ImageBackend:
+    kind = backend_kind(settings)
     if kind == "gemini":
-        if not settings.gemini_api_key:
-            raise SystemExit("RENDERER_BACKEND=gemini needs GEMINI_API_KEY")
         from mangakai_renderer.gemini_backend import GeminiBackend
 
-        return GeminiBackend(settings)
+        quota = GeminiQuota(
+            counters or MemoryCounters(),
+            quota_project(settings),
+            requests_per_minute=settings.gemini_requests_per_minute,
+            images_per_minute=settings.gemini_images_per_minute,
+        )
+        return GeminiBackend(settings, quota)
     if kind == "fixed-latency":
         return FixedLatencyBackend(settings.fixed_latency_ms / 1000)
     return LocalBackend(settings.panel_size)
@@ -34,13 +57,28 @@ async def main() -> None:
     settings = RendererSettings.from_env()
     service = ServiceMain("renderer", settings)
     service.setup()
-    backend = choose_backend(settings)
+    counters: Counters | None = None
+    if backend_kind(settings) == "gemini":
+        if settings.nats_url:
+            nc = await _connect(settings.nats_url)
+            service.on_shutdown.append(nc.close)
+            bucket = f"{settings.nats_namespace.upper()}_GEMINI_QUOTA"
+            counters = await KeyValueCounters.open(nc.jetstream(), bucket)
+        else:
+            log.warning("NATS_URL is not set: the Gemini quota budget counts this replica only")
+    backend = choose_backend(settings, counters)
     log.info("renderer backend: %s", backend.name)
     blobs = BlobClient(settings.storage_addr)
     servicer = RendererServicer(backend, blobs, concurrency=settings.render_concurrency)
     service.on_shutdown.append(blobs.close)
     await service.serve(
         [(renderer_pb2_grpc.add_RendererServiceServicer_to_server, servicer, "mangakai.v1.RendererService")]
+    )
+
+
+async def _connect(url: str) -> NATS:
+    return await nats.connect(
+        url, name="renderer", max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
     )
 
 

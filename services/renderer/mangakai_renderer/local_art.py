@@ -185,7 +185,23 @@ def draw_panel(
     instruction: str = "",
     seed_extra: str = "",
 ) -> Image.Image:
-    """Draws `scene` as an RGB manga panel of `size` pixels."""
+    """Draws `scene` as an RGB manga panel of `size` pixels, lettered."""
+    return draw_panel_layers(
+        scene, characters, style, language=language, size=size, instruction=instruction, seed_extra=seed_extra
+    )[1]
+
+
+def draw_panel_layers(
+    scene: common_pb2.Scene,
+    characters: Sequence[common_pb2.Character],
+    style: common_pb2.StylePreferences,
+    *,
+    language: str,
+    size: tuple[int, int] = (1024, 1024),
+    instruction: str = "",
+    seed_extra: str = "",
+) -> tuple[Image.Image, Image.Image]:
+    """Draws `scene` at `size` pixels; returns the art without lettering and the lettered panel."""
     width, height = size
     seed = _seed(scene, characters, style, language, size, instruction, seed_extra)
     rng = random.Random(seed)
@@ -214,11 +230,104 @@ def draw_panel(
         _snow(draw, canvas_size, rng)
 
     panel = art.reduce(SUPERSAMPLE) if SUPERSAMPLE > 1 else art
-    panel = _apply_palette(panel, style.color_palette)
-    _letter(panel, scene, figures, language, shot)
-    border = max(4, round(min(size) / 170))
-    ImageDraw.Draw(panel).rectangle((0, 0, width - 1, height - 1), outline=INK, width=border)
-    return panel
+    art = _apply_palette(panel, style.color_palette)
+    _frame(art)
+    lettered = art.copy()
+    _letter(lettered, scene, figures, language, shot)
+    _frame(lettered)
+    return art, lettered
+
+
+def letter_art(
+    art: Image.Image,
+    scene: common_pb2.Scene,
+    characters: Sequence[common_pb2.Character],
+    style: common_pb2.StylePreferences,
+    *,
+    language: str,
+) -> Image.Image:
+    """Letters art drawn elsewhere (by an image model) from the scene plan; returns a new image.
+
+    Where the model put each character is unknown, so balloon tails point to
+    where this module would have placed them for the scene's shot: speakers in
+    reading order, which is also how the image prompt asks for them.
+    """
+    lettered = art.convert("RGB")
+    canvas_size = (lettered.width * SUPERSAMPLE, lettered.height * SUPERSAMPLE)
+    words = _scene_words(scene, "")
+    shot = _shot_for(scene, words)
+    bible = {character.name: character.description for character in characters}
+    figures = _place_figures(scene, shot, canvas_size, words, language, _style_for(style), bible)
+    _letter(lettered, scene, figures, language, shot)
+    _frame(lettered)
+    return lettered
+
+
+def draw_character_sheet(
+    characters: Sequence[common_pb2.Character],
+    style: common_pb2.StylePreferences,
+    *,
+    language: str,
+    size: tuple[int, int] = (1536, 1024),
+) -> Image.Image:
+    """A model sheet: every character of the bible standing side by side, full figure, named.
+
+    Each figure is drawn from the same look as in the panels (the look comes
+    from the name and the bible's description), so the sheet shows exactly
+    what the panels will draw.
+    """
+    width, height = size
+    shown = list(characters)[:6]
+    canvas_size = (width * SUPERSAMPLE, height * SUPERSAMPLE)
+    art = _vertical_gradient(canvas_size, (246, 244, 238), (226, 222, 214))
+    draw = ImageDraw.Draw(art)
+    look_style = _style_for(style)
+    label_band = canvas_size[1] * 0.14
+    ground = canvas_size[1] - label_band
+    draw.line((0, ground, canvas_size[0], ground), fill=INK, width=SUPERSAMPLE * 3)
+    count = max(1, len(shown))
+    # Every figure at the same scale: the sheet compares heights and builds.
+    radius = min(canvas_size[0] / count * 0.18, (ground * 0.9) / (2.2 * (look_style.heads_tall - 0.5) + 1.2))
+    head_y = ground - radius * 2.2 * (look_style.heads_tall - 0.5)
+    for index, character in enumerate(shown):
+        x = canvas_size[0] * (index + 0.5) / count
+        figure = _Figure(
+            character.name,
+            look_from_description(character.name, character.description),
+            x,
+            head_y,
+            radius,
+            1 if index % 2 == 0 else -1,
+            "full",
+            "calm",
+        )
+        _draw_figure(draw, figure, look_style, style.mood, random.Random(character.name))
+    sheet = art.reduce(SUPERSAMPLE) if SUPERSAMPLE > 1 else art
+    sheet = _apply_palette(sheet, style.color_palette)
+    names = ImageDraw.Draw(sheet)
+    band_top = round(ground / SUPERSAMPLE)
+    for index, character in enumerate(shown):
+        slot = (round(width * index / count), round(width * (index + 1) / count))
+        block = lettering.layout_text(
+            character.name,
+            language,
+            slot[1] - slot[0] - 16,
+            height - band_top - 12,
+            max_size=max(14, round(height * 0.05)),
+            min_size=12,
+        )
+        origin = (
+            slot[0] + (slot[1] - slot[0] - block.width) / 2,
+            band_top + (height - band_top - block.height) / 2,
+        )
+        lettering.draw_text_block(names, block, origin, fill=INK)
+    _frame(sheet)
+    return sheet
+
+
+def _frame(image: Image.Image) -> None:
+    border = max(4, round(min(image.size) / 170))
+    ImageDraw.Draw(image).rectangle((0, 0, image.width - 1, image.height - 1), outline=INK, width=border)
 
 
 def encode_png(image: Image.Image) -> bytes:

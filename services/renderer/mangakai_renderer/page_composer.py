@@ -1,24 +1,19 @@
-"""The page composer: lays drawn panels out on manga pages and packs pages into PDF and CBZ.
+"""The page composer: lays drawn panels out on manga pages.
 
-It owns the page layouts (classic, four-koma, webtoon strip, single), reading
-order on the page, the title page, and the two export formats. Panels are
+It owns the page layouts (classic, four-koma, webtoon strip, single) and
+reading order on the page (the export formats are in `documents`). Panels are
 fitted into their frames by cover-cropping, so frames of any shape are filled.
 """
 
 from __future__ import annotations
 
-import datetime
-import io
 import math
-import xml.etree.ElementTree as ElementTree
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from mangakai.v1 import common_pb2
-from mangakai_renderer import lettering
 
 A4_200_DPI = (1654, 2339)
 WEBTOON_WIDTH = 800
@@ -53,19 +48,16 @@ def compose_pages(
     """The panels laid out on pages, in reading order.
 
     `scenes` (parallel to `panels`) lets the classic layout give wide shots
-    full-width frames and close-ups narrow ones. UNSPECIFIED layout is
-    CLASSIC; UNSPECIFIED reading order is RIGHT_TO_LEFT (manga order).
+    full-width frames and close-ups narrow ones; without them, a panel drawn
+    wide or tall gets a frame of its shape. UNSPECIFIED layout is CLASSIC;
+    UNSPECIFIED reading order is RIGHT_TO_LEFT (manga order).
     """
     if not panels:
         return []
     if scenes is not None and len(scenes) != len(panels):
         raise ValueError("scenes must be parallel to panels")
     right_to_left = reading_order != common_pb2.READING_ORDER_LEFT_TO_RIGHT
-    shots = (
-        [scene.shot for scene in scenes]
-        if scenes is not None
-        else [common_pb2.SHOT_TYPE_UNSPECIFIED] * len(panels)
-    )
+    shots = [scene.shot for scene in scenes] if scenes is not None else [shot_of_shape(p) for p in panels]
     if layout == common_pb2.PAGE_LAYOUT_WEBTOON:
         return [
             _webtoon_page(panels[start : start + WEBTOON_PANELS_PER_PAGE])
@@ -86,6 +78,16 @@ def compose_pages(
             frames = [_mirror(frame, page_size[0]) for frame in frames]
         pages.append(_render_page(panels, frames, page_size))
     return pages
+
+
+def shot_of_shape(panel: Image.Image) -> common_pb2.ShotType.ValueType:
+    """The frame a panel's own shape asks for: wide art a wide frame, tall art a narrow one."""
+    aspect = panel.width / panel.height
+    if aspect >= 1.5:
+        return common_pb2.SHOT_TYPE_WIDE
+    if aspect <= 0.85:
+        return common_pb2.SHOT_TYPE_CLOSE_UP
+    return common_pb2.SHOT_TYPE_UNSPECIFIED
 
 
 def _classic_groups(count: int) -> list[list[int]]:
@@ -250,159 +252,3 @@ def _webtoon_page(panels: Sequence[Image.Image]) -> Image.Image:
         draw.rectangle((margin, top, margin + inner - 1, top + panel_height - 1), outline=INK, width=3)
         top += panel_height + gutter
     return page
-
-
-def title_page(
-    title: str,
-    panel_count: int,
-    date: datetime.date,
-    language: str,
-    size: tuple[int, int] = A4_200_DPI,
-) -> Image.Image:
-    """A cover page: the title in the story's script, the panel count and the date."""
-    width, height = size
-    page = Image.new("RGB", size, (255, 255, 255))
-    draw = ImageDraw.Draw(page)
-    unit = width / 1654
-    margin = round(90 * unit)
-    draw.rectangle((margin, margin, width - margin, height - margin), outline=INK, width=round(10 * unit))
-    draw.rectangle(
-        (
-            margin + round(24 * unit),
-            margin + round(24 * unit),
-            width - margin - round(24 * unit),
-            height - margin - round(24 * unit),
-        ),
-        outline=INK,
-        width=round(3 * unit),
-    )
-    # A band of ink behind the title, as on a tankobon cover.
-    band_top, band_bottom = round(height * 0.3), round(height * 0.52)
-    draw.rectangle(
-        (margin + round(24 * unit), band_top, width - margin - round(24 * unit), band_bottom),
-        fill=(20, 20, 24),
-    )
-    text_width = width - 2 * margin - round(160 * unit)
-    block = lettering.layout_text(
-        title or "Untitled",
-        language,
-        text_width,
-        band_bottom - band_top - round(80 * unit),
-        max_size=round(130 * unit),
-        min_size=round(40 * unit),
-    )
-    lettering.draw_text_block(
-        draw,
-        block,
-        ((width - block.width) / 2, band_top + (band_bottom - band_top - block.height) / 2),
-        fill=(255, 255, 255),
-    )
-    if language.startswith("ja"):
-        meta = f"全{panel_count}コマ ・ {date.year}年{date.month}月{date.day}日"
-    elif language.startswith("zh"):
-        meta = f"共{panel_count}格 · {date.year}年{date.month}月{date.day}日"
-    elif language.startswith("ko"):
-        meta = f"{panel_count}컷 · {date.isoformat()}"
-    else:
-        meta = f"{panel_count} panels · {date.strftime('%d %B %Y')}"
-    meta_font = lettering.font_for(round(48 * unit), language)
-    meta_width = meta_font.getlength(meta)
-    draw.text(((width - meta_width) / 2, band_bottom + round(80 * unit)), meta, font=meta_font, fill=INK)
-    credit_font = lettering.font_for(round(36 * unit), "en")
-    credit = "MangakAI"
-    draw.text(
-        ((width - credit_font.getlength(credit)) / 2, height - margin - round(130 * unit)),
-        credit,
-        font=credit_font,
-        fill=(90, 90, 90),
-    )
-    return page
-
-
-def _jpeg_ready(page: Image.Image) -> Image.Image:
-    return page if page.mode == "RGB" else page.convert("RGB")
-
-
-def write_pdf(pages: Sequence[Image.Image], *, title: str, author: str = "MangakAI", dpi: int = 200) -> bytes:
-    """A PDF of `pages`, one image per page at `dpi`, each stored as a JPEG."""
-    if not pages:
-        raise ValueError("a PDF needs at least one page")
-    images = [_jpeg_ready(page) for page in pages]
-    buffer = io.BytesIO()
-    images[0].save(
-        buffer,
-        format="PDF",
-        save_all=True,
-        append_images=images[1:],
-        resolution=float(dpi),
-        title=title,
-        author=author,
-        subject=f"{title} - a manga made with MangakAI",
-        creator="MangakAI",
-        quality=90,
-    )
-    return buffer.getvalue()
-
-
-def comic_info_xml(
-    *,
-    title: str,
-    page_count: int,
-    language: str,
-    right_to_left: bool,
-    page_sizes: Sequence[tuple[int, int]] = (),
-) -> bytes:
-    """ComicInfo.xml (schema v2.0) describing a CBZ of `page_count` pages; the first is the cover."""
-    root = ElementTree.Element(
-        "ComicInfo",
-        {
-            "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
-            "xmlns:xsd": "http://www.w3.org/2001/XMLSchema",
-        },
-    )
-    # Elements follow the order of the schema's sequence.
-    ElementTree.SubElement(root, "Title").text = title
-    ElementTree.SubElement(root, "Notes").text = "Created with MangakAI."
-    ElementTree.SubElement(root, "PageCount").text = str(page_count)
-    ElementTree.SubElement(root, "LanguageISO").text = language.split("-")[0]
-    ElementTree.SubElement(root, "Manga").text = "YesAndRightToLeft" if right_to_left else "No"
-    pages = ElementTree.SubElement(root, "Pages")
-    for index in range(page_count):
-        attributes = {"Image": str(index)}
-        if index == 0:
-            attributes["Type"] = "FrontCover"
-        if index < len(page_sizes):
-            attributes["ImageWidth"] = str(page_sizes[index][0])
-            attributes["ImageHeight"] = str(page_sizes[index][1])
-        ElementTree.SubElement(pages, "Page", attributes)
-    ElementTree.indent(root)
-    return bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True))
-
-
-def write_cbz(pages: Sequence[Image.Image], *, title: str, language: str, right_to_left: bool) -> bytes:
-    """A comic book archive: pages as 001.jpg, 002.jpg, ... and a ComicInfo.xml."""
-    buffer = io.BytesIO()
-    digits = max(3, len(str(len(pages))))
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for number, page in enumerate(pages, start=1):
-            image_bytes = io.BytesIO()
-            _jpeg_ready(page).save(image_bytes, format="JPEG", quality=90)
-            # JPEG is already compressed; storing it saves time and nothing else.
-            archive.writestr(
-                zipfile.ZipInfo(f"{number:0{digits}d}.jpg", date_time=(2024, 1, 1, 0, 0, 0)),
-                image_bytes.getvalue(),
-                compress_type=zipfile.ZIP_STORED,
-            )
-        info = comic_info_xml(
-            title=title,
-            page_count=len(pages),
-            language=language,
-            right_to_left=right_to_left,
-            page_sizes=[page.size for page in pages],
-        )
-        archive.writestr(
-            zipfile.ZipInfo("ComicInfo.xml", date_time=(2024, 1, 1, 0, 0, 0)),
-            info,
-            compress_type=zipfile.ZIP_DEFLATED,
-        )
-    return buffer.getvalue()

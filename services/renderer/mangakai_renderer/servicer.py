@@ -6,7 +6,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,9 +14,16 @@ import grpc
 from PIL import Image
 
 from mangakai.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
-from mangakai_renderer import local_art, page_composer
-from mangakai_renderer.backend import BackendError, ImageBackend, decode_image
-from mangakai_renderer.metrics import DRAW_SECONDS, IN_FLIGHT, PANELS_DRAWN, PANELS_REUSED
+from mangakai_renderer import documents, local_art, page_composer
+from mangakai_renderer.backend import (
+    ASPECT_RATIOS,
+    REQUEST_DEADLINE,
+    BackendError,
+    ImageBackend,
+    References,
+    decode_image,
+)
+from mangakai_renderer.metrics import DRAW_SECONDS, IN_FLIGHT, PANELS_DRAWN, PANELS_REUSED, SHEETS_DRAWN
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.errors import (
     FailedPrecondition,
@@ -32,6 +39,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 MAX_STORY_CHARS = 20_000
 MAX_PANELS = 24
+MAX_INSTRUCTION_CHARS = 1000
+MAX_REFERENCES = 4
 
 
 class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
@@ -61,42 +70,109 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
     async def RenderPanel(
         self, request: renderer_pb2.RenderPanelRequest, context: Context
     ) -> renderer_pb2.RenderPanelResponse:
-        if not request.output_blob_key:
-            raise InvalidArgument([FieldViolation("output_blob_key", "is required")])
+        violations = _output_violations(request.output_blob_key, request.reference_blob_keys)
         if not request.HasField("scene"):
-            raise InvalidArgument([FieldViolation("scene", "is required")])
+            violations.append(FieldViolation("scene", "is required"))
+        if request.aspect_ratio and request.aspect_ratio not in ASPECT_RATIOS:
+            violations.append(FieldViolation("aspect_ratio", f"must be one of {', '.join(ASPECT_RATIOS)}"))
+        if len(request.instruction) > MAX_INSTRUCTION_CHARS:
+            violations.append(
+                FieldViolation("instruction", f"must be at most {MAX_INSTRUCTION_CHARS} characters")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        _set_deadline(context)
         key = request.output_blob_key
+        art_key = art_blob_key(key)
         async with self._single_flight(key):
             existing = await self._blobs.stat(key)
             if existing is not None:
                 # Drawn before (e.g. by a call whose caller died): never draw a panel twice.
                 PANELS_REUSED.inc()
                 _, data = await self._blobs.get(key)
-                return renderer_pb2.RenderPanelResponse(
+                response = renderer_pb2.RenderPanelResponse(
                     image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
                 )
-            references = [
-                data
-                for _, data in await asyncio.gather(
-                    *(self._blobs.get(k) for k in request.reference_blob_keys)
-                )
-            ]
+                art_blob = await self._blobs.stat(art_key)
+                if art_blob is not None:
+                    response.art.CopyFrom(_image_ref(art_blob, None, like=response.image))
+                return response
+            references = References(
+                character_sheet=await self._fetch(request.character_sheet_blob_key),
+                user=[
+                    data
+                    for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys))
+                    if data
+                ],
+                previous_version=await self._fetch(request.previous_version_blob_key),
+            )
             async with self._slots:
                 IN_FLIGHT.inc()
                 started = time.perf_counter()
                 try:
-                    image = await self._backend.draw(request, references)
+                    artwork = await self._backend.draw(request, references)
                 except BackendError as exc:
                     raise _status(exc) from exc
                 finally:
                     IN_FLIGHT.dec()
                 DRAW_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
-            png = await asyncio.to_thread(local_art.encode_png, image)
-            blob = await self._blobs.put(key, "image/png", png)
+            art_png, lettered_png = await asyncio.gather(
+                asyncio.to_thread(local_art.encode_png, artwork.art),
+                asyncio.to_thread(local_art.encode_png, artwork.lettered),
+            )
+            # The art first: once the lettered panel exists the call counts as done.
+            art_blob = await self._blobs.put(art_key, "image/png", art_png)
+            blob = await self._blobs.put(key, "image/png", lettered_png)
             PANELS_DRAWN.labels(self._backend.name).inc()
             return renderer_pb2.RenderPanelResponse(
-                image=_image_ref(blob, image), backend=self._backend.name, drawn=True
+                image=_image_ref(blob, artwork.lettered),
+                art=_image_ref(art_blob, artwork.art),
+                backend=self._backend.name,
+                drawn=True,
             )
+
+    async def RenderCharacterSheet(
+        self, request: renderer_pb2.RenderCharacterSheetRequest, context: Context
+    ) -> renderer_pb2.RenderCharacterSheetResponse:
+        violations = _output_violations(request.output_blob_key, request.reference_blob_keys)
+        if not request.characters:
+            violations.append(FieldViolation("characters", "at least one character is required"))
+        if violations:
+            raise InvalidArgument(violations)
+        _set_deadline(context)
+        key = request.output_blob_key
+        async with self._single_flight(key):
+            existing = await self._blobs.stat(key)
+            if existing is not None:
+                _, data = await self._blobs.get(key)
+                return renderer_pb2.RenderCharacterSheetResponse(
+                    image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
+                )
+            references = [
+                data for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys)) if data
+            ]
+            async with self._slots:
+                IN_FLIGHT.inc()
+                try:
+                    sheet = await self._backend.draw_character_sheet(
+                        request.characters, request.style, request.language or "en", references
+                    )
+                except BackendError as exc:
+                    raise _status(exc) from exc
+                finally:
+                    IN_FLIGHT.dec()
+            png = await asyncio.to_thread(local_art.encode_png, sheet)
+            blob = await self._blobs.put(key, "image/png", png)
+            SHEETS_DRAWN.labels(self._backend.name).inc()
+            return renderer_pb2.RenderCharacterSheetResponse(
+                image=_image_ref(blob, sheet), backend=self._backend.name, drawn=True
+            )
+
+    async def _fetch(self, key: str) -> bytes | None:
+        if not key:
+            return None
+        _, data = await self._blobs.get(key)
+        return data
 
     async def ComposeDocument(
         self, request: renderer_pb2.ComposeDocumentRequest, context: Context
@@ -130,31 +206,66 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
 def _compose(
     request: renderer_pb2.ComposeDocumentRequest, panels: list[Image.Image]
 ) -> tuple[bytes, str, int]:
-    pages = page_composer.compose_pages(panels, None, request.layout, request.reading_order)
-    title = request.title or "MangakAI"
+    title = request.title or "Untitled"
     language = request.language or "en"
+    today = datetime.date.today()
+    right_to_left = request.reading_order != common_pb2.READING_ORDER_LEFT_TO_RIGHT
     if request.format == common_pb2.EXPORT_FORMAT_CBZ:
-        right_to_left = request.reading_order != common_pb2.READING_ORDER_LEFT_TO_RIGHT
-        return (
-            page_composer.write_cbz(pages, title=title, language=language, right_to_left=right_to_left),
-            "application/vnd.comicbook+zip",
-            len(pages),
+        pages = page_composer.compose_pages(panels, None, request.layout, request.reading_order)
+        cover = documents.title_page(title, len(panels), today, language, pages[0].size)
+        cbz = documents.write_cbz(
+            pages, title=title, language=language, right_to_left=right_to_left, cover=cover, date=today
         )
-    cover = page_composer.title_page(
-        title, len(panels), datetime.date.today(), language, pages[0].size if pages else (1654, 2339)
+        return cbz, "application/vnd.comicbook+zip", len(pages) + 1
+    # Print resolution: A4 pages at 300 DPI; a webtoon strip keeps its width and fills the A4 width.
+    print_size = documents.print_page_pixels()
+    pages = page_composer.compose_pages(
+        panels, None, request.layout, request.reading_order, page_size=print_size
     )
-    document = [cover, *pages]
-    return page_composer.write_pdf(document, title=title), "application/pdf", len(document)
+    dpi = documents.PRINT_DPI
+    if request.layout == common_pb2.PAGE_LAYOUT_WEBTOON:
+        dpi = max(1, round(pages[0].width * documents.POINTS_PER_INCH / documents.A4_POINTS[0]))
+    pdf = documents.write_pdf(
+        pages, title=title, panel_count=len(panels), date=today, language=language, dpi=dpi
+    )
+    return pdf, "application/pdf", len(pages) + 1
 
 
-def _image_ref(blob: common_pb2.Blob, image: Image.Image) -> common_pb2.Image:
+def _image_ref(
+    blob: common_pb2.Blob, image: Image.Image | None, *, like: common_pb2.Image | None = None
+) -> common_pb2.Image:
+    """The Image of a stored blob; its size from `image`, or from `like` (the same picture lettered)."""
+    width, height = (
+        (image.width, image.height) if image is not None else (like.width, like.height) if like else (0, 0)
+    )
     return common_pb2.Image(
         blob_key=blob.key,
         content_type=blob.content_type or "image/png",
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         sha256=blob.sha256,
     )
+
+
+def art_blob_key(output_blob_key: str) -> str:
+    """Where the un-lettered art of a panel stored at `output_blob_key` goes."""
+    stem = output_blob_key[:-4] if output_blob_key.endswith(".png") else output_blob_key
+    return f"{stem}.art.png"
+
+
+def _output_violations(output_blob_key: str, reference_blob_keys: Sequence[str]) -> list[FieldViolation]:
+    violations = []
+    if not output_blob_key:
+        violations.append(FieldViolation("output_blob_key", "is required"))
+    if len(reference_blob_keys) > MAX_REFERENCES:
+        violations.append(FieldViolation("reference_blob_keys", f"at most {MAX_REFERENCES} references"))
+    return violations
+
+
+def _set_deadline(context: Context) -> None:
+    """Lets the backend know how long the caller waits (this task's copy of the context variable)."""
+    remaining = context.time_remaining()
+    REQUEST_DEADLINE.set(None if remaining is None else time.monotonic() + remaining)
 
 
 def _status(exc: BackendError) -> Exception:

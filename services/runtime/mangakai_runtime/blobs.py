@@ -61,3 +61,33 @@ class BlobClient:
             storage_pb2.SignUrlsRequest(keys=keys, ttl_seconds=ttl_seconds), timeout=10
         )
         return list(response.urls)
+
+    async def delete(self, *, prefix: str = "", keys: list[str] | None = None) -> int:
+        """Deletes the blobs under `prefix` (ending in "/") and those of `keys`; returns how many."""
+        response: storage_pb2.DeleteBlobsResponse = await self._stub.DeleteBlobs(
+            storage_pb2.DeleteBlobsRequest(prefix=prefix, keys=keys or []), timeout=self._timeout
+        )
+        return int(response.deleted_count)
+
+
+# Derivatives: the storage service stores a WebP copy and a thumbnail beside each panel
+# image it receives; the gateway signs their URLs. Both find them by these keys.
+
+_DERIVED_FROM = "jobs/"
+
+
+def webp_key(key: str) -> str | None:
+    """The key of the WebP copy of the PNG image at `key`, or None when none is made for it.
+
+    Made for the PNG images under "jobs/" (panels, character sheets), not for the
+    un-lettered art ("….art.png"), which only the renderer reads.
+    """
+    if not key.startswith(_DERIVED_FROM) or not key.endswith(".png") or key.endswith(".art.png"):
+        return None
+    return key[: -len(".png")] + ".webp"
+
+
+def thumbnail_key(key: str) -> str | None:
+    """The key of the small WebP thumbnail of the PNG image at `key`, or None (see `webp_key`)."""
+    webp = webp_key(key)
+    return None if webp is None else webp[: -len(".webp")] + ".thumb.webp"

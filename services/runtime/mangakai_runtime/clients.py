@@ -54,11 +54,7 @@ def _with_trace_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientC
     )
 
 
-class TraceContextInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
+class _TraceContext:
     """Sends the current trace context (W3C traceparent) with every call.
 
     The receiving server's OpenTelemetry interceptor continues the trace. We do
@@ -67,16 +63,22 @@ class TraceContextInterceptor(
     with grpcio 1.85), and cancelling a job must stop its renderer calls.
     """
 
+
+class _UnaryUnaryTraceContext(_TraceContext, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(_with_trace_context(client_call_details), request)
 
+
+class _UnaryStreamTraceContext(_TraceContext, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(_with_trace_context(client_call_details), request)
 
+
+class _StreamUnaryTraceContext(_TraceContext, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self,
         continuation: Callable[..., Any],
@@ -84,6 +86,16 @@ class TraceContextInterceptor(
         request_iterator: AsyncIterable[Any] | Iterable[Any],
     ) -> Any:
         return await continuation(_with_trace_context(client_call_details), request_iterator)
+
+
+def trace_context_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """One trace-context interceptor per kind of call.
+
+    One object implementing several kinds would not do: grpc.aio files each
+    interceptor under the first kind it is an instance of (unary-unary), so
+    streaming calls (PutBlob, GetBlob) would go out without the trace context.
+    """
+    return [_UnaryUnaryTraceContext(), _UnaryStreamTraceContext(), _StreamUnaryTraceContext()]
 
 
 def channel(target: str) -> grpc.aio.Channel:
@@ -97,5 +109,5 @@ def channel(target: str) -> grpc.aio.Channel:
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),
         ],
-        interceptors=[TraceContextInterceptor()],
+        interceptors=trace_context_interceptors(),
     )

@@ -1,25 +1,32 @@
 """Metrics and traces: Prometheus metrics over HTTP and OpenTelemetry tracing.
 
-Tracing is configured from the standard OTEL_* environment variables: spans
-are exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or the traces
-variant) is set and the exporter package is installed; otherwise spans are
-created (so trace ids reach the logs and NATS headers) but not exported.
+Tracing is configured from the standard OTEL_* environment variables (see
+`configure_tracing`); spans are always created, so trace ids reach the logs and
+the NATS headers, but exported only when asked to.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 import prometheus_client
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from mangakai_runtime.handlers import typed
 
@@ -38,21 +45,77 @@ GRPC_LATENCY = prometheus_client.Histogram(
 )
 
 
+SPAN_FILE_ENV = "MANGAKAI_TRACES_FILE"
+"""Names a file that receives every finished span of the process as one JSON object per line."""
+
+
 def configure_tracing(service: str) -> None:
-    """Installs the global tracer provider for this process."""
+    """Installs the global tracer provider for this process.
+
+    - OTEL_TRACES_EXPORTER: comma-separated exporters, "otlp" (OTLP over gRPC to
+      OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, with the
+      exporter's own OTEL_EXPORTER_OTLP_* settings), "console" (stdout) or "none".
+      Unset, it is "otlp" when an OTLP endpoint is set and "none" otherwise: unlike
+      the specification's default, nothing is exported unless configured.
+    - OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG): as the SDK reads them.
+    - OTEL_SDK_DISABLED=true: no tracer provider at all.
+    - MANGAKAI_TRACES_FILE: also write each span to that file as it ends (tests, debugging).
+    """
     if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return
     provider = TracerProvider(
         resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
     )
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        except ImportError:
-            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not installed")
-        else:
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    for processor in _span_processors():
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+
+
+def _span_processors() -> list[SpanProcessor]:
+    names = os.environ.get("OTEL_TRACES_EXPORTER")
+    if names is None:
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        names = "otlp" if endpoint else "none"
+    processors: list[SpanProcessor] = []
+    for name in (n.strip().lower() for n in names.split(",")):
+        if name in ("", "none"):
+            continue
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+        elif name == "console":
+            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        else:
+            log.warning("OTEL_TRACES_EXPORTER: unknown exporter %r ignored (otlp, console, none)", name)
+    path = os.environ.get(SPAN_FILE_ENV)
+    if path:
+        # Written as each span ends, so a reader sees a span as soon as its call returned.
+        processors.append(SimpleSpanProcessor(SpanFileExporter(Path(path))))
+    return processors
+
+
+class SpanFileExporter(SpanExporter):
+    """Appends finished spans to a file, one JSON object (the SDK's span JSON) per line."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._file = path.open("a", encoding="utf-8")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(span.to_json(indent=None) + "\n" for span in spans)
+        with self._lock:
+            self._file.write(lines)
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._file.close()
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:

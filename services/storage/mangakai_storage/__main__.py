@@ -59,6 +59,9 @@ async def run(service: ServiceMain, settings: StorageSettings) -> None:
         backend,
         max_blob_bytes=settings.storage_max_blob_bytes,
         default_ttl_seconds=settings.storage_url_ttl_seconds,
+        staging_dir=settings.storage_data_dir / "tmp",
+        webp_quality=settings.webp_quality,
+        thumbnail_pixels=settings.thumbnail_pixels,
     )
     await service.serve(
         [(storage_pb2_grpc.add_StorageServiceServicer_to_server, servicer, "mangakai.v1.StorageService")],

@@ -91,6 +91,10 @@ class BlobBackend(Protocol):
         """Deletes every blob whose key starts with `prefix`; returns how many."""
         ...
 
+    async def delete_keys(self, keys: list[str]) -> int:
+        """Deletes the blobs of `keys` (skipping keys without one); returns how many."""
+        ...
+
     async def sign(self, key: str, ttl_seconds: int) -> SignedLocation:
         """A URL that downloads the blob for `ttl_seconds`; the blob need not exist yet."""
         ...

@@ -273,6 +273,23 @@ class FsBlobBackend:
         async with self._lock:
             return await asyncio.to_thread(self._delete_prefix, prefix)
 
+    def _delete_keys(self, keys: list[str]) -> int:
+        deleted = 0
+        candidates: set[str] = set()
+        for key in keys:
+            info = self._read_ref(key)
+            if info is None:
+                continue
+            self._ref_path(key).unlink(missing_ok=True)
+            candidates.add(info.sha256)
+            deleted += 1
+        self._sweep(candidates)
+        return deleted
+
+    async def delete_keys(self, keys: list[str]) -> int:
+        async with self._lock:
+            return await asyncio.to_thread(self._delete_keys, keys)
+
     # Signing.
 
     async def sign(self, key: str, ttl_seconds: int) -> SignedLocation:

@@ -13,3 +13,6 @@ BYTES_OUT = prometheus_client.Counter(
 BLOBS_WRITTEN = prometheus_client.Counter(
     "storage_blobs_written_total", "Blobs stored by PutBlob.", ["backend"]
 )
+DERIVATIVES_WRITTEN = prometheus_client.Counter(
+    "storage_derivatives_written_total", "WebP copies and thumbnails stored beside panel images.", ["backend"]
+)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,13 +13,16 @@ from google.protobuf import timestamp_pb2
 
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
-from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo
+from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo, ContentCheck
 from mangakai_storage.content import content_check, content_type_problem
-from mangakai_storage.keys import key_problem, validate_key, validate_prefix
-from mangakai_storage.metrics import BLOBS_WRITTEN, BYTES_IN, BYTES_OUT
+from mangakai_storage.derivatives import WEBP_CONTENT_TYPE, derivable, make_derivatives
+from mangakai_storage.keys import key_problem, prefix_problem, validate_key
+from mangakai_storage.metrics import BLOBS_WRITTEN, BYTES_IN, BYTES_OUT, DERIVATIVES_WRITTEN
+from mangakai_storage.staging import stage
 
 MAX_CHUNK_BYTES = 1024 * 1024
 MAX_SIGN_KEYS = 500
+MAX_DELETE_KEYS = 1000
 MAX_TTL_SECONDS = 604800
 
 
@@ -37,13 +42,35 @@ def blob_proto(info: BlobInfo) -> common_pb2.Blob:
     )
 
 
+async def _bytes_once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:
+        while chunk := await asyncio.to_thread(file.read, READ_CHUNK_BYTES):
+            yield chunk
+
+
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     """Serves StorageService from one backend."""
 
-    def __init__(self, backend: BlobBackend, *, max_blob_bytes: int, default_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        backend: BlobBackend,
+        *,
+        max_blob_bytes: int,
+        default_ttl_seconds: int,
+        staging_dir: Path,
+        webp_quality: int = 85,
+        thumbnail_pixels: int = 320,
+    ) -> None:
         self._backend = backend
         self._max_blob_bytes = max_blob_bytes
         self._default_ttl_seconds = default_ttl_seconds
+        self._staging_dir = staging_dir
+        self._webp_quality = webp_quality
+        self._thumbnail_pixels = thumbnail_pixels
 
     async def PutBlob(
         self,
@@ -107,14 +134,36 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                     ]
                 )
 
-        info = await self._backend.put(
-            header.key,
-            header.content_type,
-            chunks(),
-            check=content_check(header.content_type, "header.content_type"),
-        )
+        check = content_check(header.content_type, "header.content_type")
+        if derivable(header.key, header.content_type):
+            info = await self._put_with_derivatives(header.key, header.content_type, chunks(), check)
+        else:
+            info = await self._backend.put(header.key, header.content_type, chunks(), check=check)
         BLOBS_WRITTEN.labels(backend_name).inc()
         return blob_proto(info)
+
+    async def _put_with_derivatives(
+        self, key: str, content_type: str, chunks: AsyncIterator[bytes], check: ContentCheck | None
+    ) -> BlobInfo:
+        """Stores the WebP copy and thumbnail of a panel image, then the image itself.
+
+        In this order, so that whoever sees the image (and a retried upload
+        after a crash) finds its derivatives too.
+        """
+        async with stage(self._staging_dir, chunks) as staged:
+            if check is not None:
+                await asyncio.to_thread(check, staged.path)
+            derived = await asyncio.to_thread(
+                make_derivatives,
+                staged.path,
+                key,
+                quality=self._webp_quality,
+                thumbnail_pixels=self._thumbnail_pixels,
+            )
+            for derivative in derived:
+                await self._backend.put(derivative.key, WEBP_CONTENT_TYPE, _bytes_once(derivative.data))
+                DERIVATIVES_WRITTEN.labels(self._backend.name).inc()
+            return await self._backend.put(key, content_type, _file_chunks(staged.path))
 
     async def GetBlob(
         self, request: storage_pb2.GetBlobRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -162,6 +211,21 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def DeleteBlobs(
         self, request: storage_pb2.DeleteBlobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> storage_pb2.DeleteBlobsResponse:
-        validate_prefix(request.prefix)
-        deleted = await self._backend.delete_prefix(request.prefix)
+        violations = []
+        if not request.prefix and not request.keys:
+            violations.append(FieldViolation("prefix", "a prefix or keys are required"))
+        if request.prefix and (problem := prefix_problem(request.prefix)):
+            violations.append(FieldViolation("prefix", problem))
+        if len(request.keys) > MAX_DELETE_KEYS:
+            violations.append(FieldViolation("keys", f"must name at most {MAX_DELETE_KEYS} keys"))
+        for index, key in enumerate(request.keys):
+            if problem := key_problem(key):
+                violations.append(FieldViolation(f"keys[{index}]", problem))
+        if violations:
+            raise InvalidArgument(violations)
+        deleted = 0
+        if request.keys:
+            deleted += await self._backend.delete_keys(list(request.keys))
+        if request.prefix:
+            deleted += await self._backend.delete_prefix(request.prefix)
         return storage_pb2.DeleteBlobsResponse(deleted_count=deleted)

@@ -41,6 +41,12 @@ class StorageSettings(ServiceSettings):
     )
     storage_max_blob_bytes: int = Field(64 * MIB, ge=1, description="Largest blob PutBlob accepts.")
     cdn_base_url: str | None = Field(None, description="When set, signed URLs point at this host instead.")
+    webp_quality: int = Field(
+        85, ge=1, le=100, description="Quality of the WebP copies made of panel images (1-100)."
+    )
+    thumbnail_pixels: int = Field(
+        320, ge=16, le=2048, description="Longer side of the panel thumbnails, in pixels."
+    )
 
     s3_bucket: str | None = Field(None, description="Bucket of the s3 backend; required for s3.")
     s3_endpoint_url: str | None = Field(

@@ -700,3 +700,129 @@ def test_missing_signing_key_stops_start_up(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert b"STORAGE_SIGNING_KEY is required" in result.stderr
+
+
+def webp_of(png: bytes, quality: int, max_side: int | None = None) -> bytes:
+    """What the storage service should store: the PNG re-encoded as WebP (optionally shrunk)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if max_side is not None:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", quality=quality, method=4, exact=False)
+    return buffer.getvalue()
+
+
+def noisy_png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_panel_images_get_a_webp_copy_and_a_thumbnail(storage: StorageProcess) -> None:
+    job = f"jobs/{uuid.uuid4()}"
+    png = noisy_png((640, 400))
+    blob = await put(storage.stub, f"{job}/panels/01/v1.png", png, content_type="image/png")
+    assert blob.sha256 == hashlib.sha256(png).hexdigest()
+
+    webp_blob, webp_chunks = await get(storage.stub, f"{job}/panels/01/v1.webp")
+    thumb_blob, thumb_chunks = await get(storage.stub, f"{job}/panels/01/v1.thumb.webp")
+    assert webp_blob.content_type == thumb_blob.content_type == "image/webp"
+    webp, thumb = b"".join(webp_chunks), b"".join(thumb_chunks)
+    with Image.open(io.BytesIO(webp)) as image:
+        assert (image.format, image.size) == ("WEBP", (640, 400))
+    with Image.open(io.BytesIO(thumb)) as image:
+        assert (image.format, image.size) == ("WEBP", (320, 200))
+    # Quality 85 by default: the same bytes Pillow makes at that setting.
+    assert webp == webp_of(png, 85)
+    assert thumb == webp_of(png, 85, 320)
+    assert len(webp) < len(png)
+
+    # Signed like any blob, and served with its own type.
+    fetched = await fetch(await sign(storage.stub, f"{job}/panels/01/v1.webp"))
+    assert (fetched.status, fetched.body) == (200, webp)
+    assert fetched.headers["content-type"] == "image/webp"
+
+    # A retried upload changes nothing.
+    again = await put(storage.stub, f"{job}/panels/01/v1.png", png, content_type="image/png")
+    assert again == blob
+    assert (await get(storage.stub, f"{job}/panels/01/v1.webp"))[0] == webp_blob
+
+
+@pytest.mark.parametrize(
+    ("key", "content_type"),
+    [
+        ("t/{job}/panels/01/v1.png", "image/png"),  # not a job's blob
+        ("jobs/{job}/panels/01/v1.art.png", "image/png"),  # the un-lettered art: the renderer's own
+        ("jobs/{job}/references/abc", "image/png"),  # an uploaded reference, not a PNG name
+        ("jobs/{job}/panels/01/v1.png", "application/octet-stream"),
+    ],
+)
+async def test_other_blobs_get_no_derivatives(storage: StorageProcess, key: str, content_type: str) -> None:
+    job = uuid.uuid4()
+    key = key.format(job=job)
+    await put(storage.stub, key, png_bytes(), content_type=content_type)
+    stem = key.rsplit(".png", 1)[0] if key.endswith(".png") else key
+    for derived in (f"{stem}.webp", f"{stem}.thumb.webp"):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await storage.stub.StatBlob(storage_pb2.StatBlobRequest(key=derived))
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_bad_panel_image_stores_nothing(storage: StorageProcess) -> None:
+    job = f"jobs/{uuid.uuid4()}"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await put(storage.stub, f"{job}/panels/01/v1.png", jpeg_bytes(), content_type="image/png")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for key in ("v1.png", "v1.webp", "v1.thumb.webp"):
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await storage.stub.StatBlob(storage_pb2.StatBlobRequest(key=f"{job}/panels/01/{key}"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_webp_quality_is_a_setting(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    env = {**backend_env("fs", request), "WEBP_QUALITY": "40", "THUMBNAIL_PIXELS": "64"}
+    storage = start_storage("fs", tmp_path / "data", env, tmp_path)
+    try:
+        job = f"jobs/{uuid.uuid4()}"
+        png = noisy_png((200, 100))
+        await put(storage.stub, f"{job}/panels/01/v1.png", png, content_type="image/png")
+        webp = b"".join((await get(storage.stub, f"{job}/panels/01/v1.webp"))[1])
+        thumb = b"".join((await get(storage.stub, f"{job}/panels/01/v1.thumb.webp"))[1])
+        assert webp == webp_of(png, 40)
+        assert webp != webp_of(png, 85)
+        assert thumb == webp_of(png, 40, 64)
+    finally:
+        await storage.close()
+        stop_storage(storage)
+
+
+async def test_delete_exact_keys(storage: StorageProcess, prefix: str) -> None:
+    await put(storage.stub, prefix + "panels/01/v1.png", png_bytes(), content_type="image/png")
+    await put(storage.stub, prefix + "panels/01/v2.png", png_bytes((10, 10)), content_type="image/png")
+    await put(storage.stub, prefix + "panels/01/v10.png", png_bytes((12, 12)), content_type="image/png")
+    response = await storage.stub.DeleteBlobs(
+        storage_pb2.DeleteBlobsRequest(keys=[prefix + "panels/01/v1.png", prefix + "panels/01/missing.png"])
+    )
+    assert response.deleted_count == 1
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await storage.stub.StatBlob(storage_pb2.StatBlobRequest(key=prefix + "panels/01/v1.png"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    for kept in ("v2.png", "v10.png"):  # a key is exact, not a prefix of "v10.png"
+        await storage.stub.StatBlob(storage_pb2.StatBlobRequest(key=prefix + "panels/01/" + kept))
+
+
+@pytest.mark.parametrize(
+    ("field_name", "delete_request"),
+    [
+        ("prefix", storage_pb2.DeleteBlobsRequest()),
+        ("keys", storage_pb2.DeleteBlobsRequest(keys=[f"k/{i}" for i in range(1001)])),
+        ("keys[1]", storage_pb2.DeleteBlobsRequest(keys=["ok/key", "../up"])),
+    ],
+)
+async def test_delete_needs_valid_keys_or_a_prefix(
+    storage: StorageProcess, field_name: str, delete_request: storage_pb2.DeleteBlobsRequest
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await storage.stub.DeleteBlobs(delete_request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(raised.value) == [field_name]

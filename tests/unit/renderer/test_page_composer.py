@@ -1,19 +1,14 @@
-"""Tests for page layout, the title page and the PDF and CBZ exports."""
+"""Tests for page layout: frames per layout, reading order, shots."""
 
 from __future__ import annotations
 
-import datetime
-import io
 import itertools
-import re
-import xml.etree.ElementTree as ElementTree
-import zipfile
 
 import pytest
-from PIL import Image, PdfParser
+from PIL import Image
 
 from mangakai.v1 import common_pb2
-from mangakai_renderer.page_composer import compose_pages, title_page, write_cbz, write_pdf
+from mangakai_renderer.page_composer import compose_pages
 
 PAGE = (400, 566)
 COLOURS = [(230, 30, 30), (30, 160, 40), (30, 60, 220), (240, 200, 20), (160, 40, 200), (20, 200, 200)]
@@ -139,64 +134,3 @@ def test_webtoon_pages_are_800_wide_strips() -> None:
     )
     assert [page.width for page in pages] == [800, 800]
     assert pages[0].height > pages[1].height >= 720
-
-
-def test_title_page_draws_a_cjk_title() -> None:
-    page = title_page("夏祭りの約束", 6, datetime.date(2025, 8, 31), "ja", PAGE)
-    blank = title_page("", 6, datetime.date(2025, 8, 31), "ja", PAGE)
-    assert page.size == PAGE
-    band = (40, int(PAGE[1] * 0.3) + 4, PAGE[0] - 40, int(PAGE[1] * 0.52) - 4)
-    assert page.crop(band).tobytes() != blank.crop(band).tobytes()
-    white_in_band = sum(1 for v in page.crop(band).convert("L").tobytes() if v > 200)
-    assert white_in_band > 200  # the title's strokes, white on the ink band
-
-
-def test_pdf_has_one_page_per_image_and_metadata() -> None:
-    pages = compose_pages(
-        _panels(12),
-        None,
-        common_pb2.PAGE_LAYOUT_FOUR_KOMA,
-        common_pb2.READING_ORDER_RIGHT_TO_LEFT,
-        page_size=PAGE,
-    )
-    pdf = write_pdf(pages, title="The Lighthouse Keeper")
-    assert pdf.startswith(b"%PDF")
-    assert len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf)) == 3
-    info = PdfParser.PdfParser(buf=pdf).info
-    assert PdfParser.decode_text(info[b"Title"]) == "The Lighthouse Keeper"
-    assert PdfParser.decode_text(info[b"Author"]) == "MangakAI"
-    assert b"/DCTDecode" in pdf  # pages stored as JPEG
-
-
-def test_cbz_holds_pages_in_order_and_comic_info() -> None:
-    pages = compose_pages(
-        _panels(8),
-        None,
-        common_pb2.PAGE_LAYOUT_SINGLE,
-        common_pb2.READING_ORDER_RIGHT_TO_LEFT,
-        page_size=PAGE,
-    )
-    data = write_cbz(pages, title="灯笼", language="zh", right_to_left=True)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = archive.namelist()
-        assert names == [f"{n:03d}.jpg" for n in range(1, 9)] + ["ComicInfo.xml"]
-        for number, name in enumerate(names[:-1]):
-            image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
-            r, g, b = image.crop((PAGE[0] // 2, PAGE[1] // 2, PAGE[0] // 2 + 1, PAGE[1] // 2 + 1)).tobytes()
-            expected = COLOURS[number % len(COLOURS)]
-            assert abs(r - expected[0]) + abs(g - expected[1]) + abs(b - expected[2]) < 40
-        info = ElementTree.fromstring(archive.read("ComicInfo.xml"))
-    assert info.tag == "ComicInfo"
-    assert info.findtext("Title") == "灯笼"
-    assert info.findtext("PageCount") == "8"
-    assert info.findtext("LanguageISO") == "zh"
-    assert info.findtext("Manga") == "YesAndRightToLeft"
-    page_elements = info.findall("Pages/Page")
-    assert [p.get("Image") for p in page_elements] == [str(n) for n in range(8)]
-    assert page_elements[0].get("Type") == "FrontCover"
-
-
-def test_cbz_left_to_right_is_not_manga() -> None:
-    data = write_cbz(_panels(1), title="T", language="en", right_to_left=False)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("Manga") == "No"

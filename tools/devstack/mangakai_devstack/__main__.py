@@ -50,6 +50,8 @@ def up(directory: Path, modules: Mapping[str, str]) -> int:
     if state is not None:
         if _all_alive(state):
             _say(f"stack already up in {directory}")
+            if state.get("web_url"):
+                _say(f"open the web app at {state['web_url']}")
             print(state["gateway_address"])
             return 0
         _say(f"stack in {directory} is partly down; stopping what is left first")
@@ -60,6 +62,8 @@ def up(directory: Path, modules: Mapping[str, str]) -> int:
     _say(
         f"stack up in {directory}: logs in {directory / 'logs'}; stop with: python -m mangakai_devstack down"
     )
+    if stack.web_url:
+        _say(f"open the web app at {stack.web_url}")
     print(stack.gateway_address)
     return 0
 
@@ -79,7 +83,10 @@ def run(directory: Path, modules: Mapping[str, str]) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    _say(f"gateway at {stack.gateway_address}; logs in {directory / 'logs'}; Ctrl-C stops the stack")
+    _say(
+        f"gateway at {stack.gateway_address}, web app at {stack.web_url}; logs in {directory / 'logs'}; "
+        "Ctrl-C stops the stack"
+    )
     code = 0
     try:
         while True:
@@ -145,6 +152,8 @@ def status(directory: Path) -> int:
     for name, pid, alive, where in rows:
         print(f"{name:<13} {'up' if alive else 'DOWN':<5} pid {pid!s:<8} {where}")
     print(f"gateway: {state['gateway_address']}   logs: {Path(state['base_dir']) / 'logs'}")
+    if state.get("web_url"):
+        print(f"web app: {state['web_url']}")
     return 0 if all(alive for _, _, alive, _ in rows) else 1
 
 

@@ -41,6 +41,8 @@ SERVICE_MODULES: Mapping[str, str] = {
 # Storage's HTTP port is in signed URLs already handed out: keep it across restarts too.
 STICKY_PORTS: Mapping[str, Mapping[str, str]] = {
     "storage": {**DEFAULT_STICKY_PORTS, "http_port": "STORAGE_HTTP_PORT"},
+    # The browser app's origin: its stored session token stays valid across a gateway restart.
+    "gateway": {**DEFAULT_STICKY_PORTS, "web_port": "WEB_PORT"},
 }
 
 
@@ -127,6 +129,12 @@ class Stack:
         return self.service("gateway").address
 
     @property
+    def web_url(self) -> str | None:
+        """The gateway's web listener: the browser app, gRPC-Web and Connect."""
+        port = self.service("gateway").ports.get("web_port")
+        return f"http://127.0.0.1:{port}/" if port is not None else None
+
+    @property
     def storage_http_url(self) -> str | None:
         port = self.service("storage").ports.get("http_port")
         return f"http://127.0.0.1:{port}" if port is not None else None
@@ -205,7 +213,12 @@ class Stack:
             }
         elif name == "renderer":
             # RENDERER_BACKEND stays "auto": Gemini when GEMINI_API_KEY is set, the local backend otherwise.
-            env |= {"STORAGE_ADDR": self.service("storage").address}
+            env |= {
+                "STORAGE_ADDR": self.service("storage").address,
+                # The Gemini quota budget is shared by every renderer replica through NATS.
+                "NATS_URL": self._nats.url,
+                "NATS_NAMESPACE": self.nats_namespace,
+            }
         elif name == "orchestrator":
             env |= {
                 "DATABASE_URL": self.database_url,
@@ -221,6 +234,8 @@ class Stack:
                 "NATS_NAMESPACE": self.nats_namespace,
                 "ORCHESTRATOR_ADDR": self.service("orchestrator").address,
                 "STORAGE_ADDR": self.service("storage").address,
+                "WEB_HOST": "127.0.0.1",
+                "WEB_PORT": "0",
             }
         return env | self._overrides.get(name, {})
 
@@ -230,6 +245,7 @@ class Stack:
             "base_dir": str(self.base_dir),
             "gateway_address": self.gateway_address if "gateway" in self._services else None,
             "storage_http_url": self.storage_http_url if "storage" in self._services else None,
+            "web_url": self.web_url if "gateway" in self._services else None,
             "database_url": self.database_url,
             "postgres": {
                 "pid": self._postgres.pid,

@@ -482,6 +482,10 @@ class Image(_message.Message):
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
+    WEBP_BLOB_KEY_FIELD_NUMBER: _builtins.int
+    WEBP_URI_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_BLOB_KEY_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_URI_FIELD_NUMBER: _builtins.int
     blob_key: _builtins.str
     """Output only. The storage key of the blob."""
     uri: _builtins.str
@@ -494,6 +498,19 @@ class Image(_message.Message):
     """Output only. Height in pixels."""
     sha256: _builtins.str
     """Output only. Hex sha256 of the blob's bytes."""
+    webp_blob_key: _builtins.str
+    """Output only. Storage key of the WebP copy of the image (same size, the
+    storage service's WEBP_QUALITY) that web pages and readers should show;
+    empty when the image has none.
+    """
+    webp_uri: _builtins.str
+    """Output only. A signed, expiring URL of the WebP copy (filled by the gateway)."""
+    thumbnail_blob_key: _builtins.str
+    """Output only. Storage key of a small WebP thumbnail of the image (at most
+    THUMBNAIL_PIXELS on its longer side) for history lists; empty when none.
+    """
+    thumbnail_uri: _builtins.str
+    """Output only. A signed, expiring URL of the thumbnail (filled by the gateway)."""
     def __init__(
         self,
         *,
@@ -503,10 +520,14 @@ class Image(_message.Message):
         width: _builtins.int = ...,
         height: _builtins.int = ...,
         sha256: _builtins.str = ...,
+        webp_blob_key: _builtins.str = ...,
+        webp_uri: _builtins.str = ...,
+        thumbnail_blob_key: _builtins.str = ...,
+        thumbnail_uri: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_key", b"blob_key", "content_type", b"content_type", "height", b"height", "sha256", b"sha256", "uri", b"uri", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blob_key", b"blob_key", "content_type", b"content_type", "height", b"height", "sha256", b"sha256", "thumbnail_blob_key", b"thumbnail_blob_key", "thumbnail_uri", b"thumbnail_uri", "uri", b"uri", "webp_blob_key", b"webp_blob_key", "webp_uri", b"webp_uri", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -559,6 +580,7 @@ class PanelVersion(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    ART_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """Output only. 1-based version number."""
     state: Global___PanelVersion.State.ValueType
@@ -581,6 +603,13 @@ class PanelVersion(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When this version reached SUCCEEDED, FAILED or CANCELLED."""
 
+    @_builtins.property
+    def art(self) -> Global___Image:
+        """Output only. The same picture without its balloons and captions, so that
+        it can be lettered again without drawing it again; set with `image` when
+        the backend keeps the art apart.
+        """
+
     def __init__(
         self,
         *,
@@ -592,10 +621,11 @@ class PanelVersion(_message.Message):
         failure_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        art: Global___Image | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "image", b"image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["art", b"art", "create_time", b"create_time", "end_time", b"end_time", "image", b"image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "image", b"image", "instruction", b"instruction", "reference_blob_key", b"reference_blob_key", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["art", b"art", "create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "image", b"image", "instruction", b"instruction", "reference_blob_key", b"reference_blob_key", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -705,6 +735,7 @@ class Job(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    CHARACTER_SHEET_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name, "jobs/{job_id}" where job_id is a UUID."""
     state: Global___Job.State.ValueType
@@ -751,6 +782,13 @@ class Job(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the job last reached a terminal state."""
 
+    @_builtins.property
+    def character_sheet(self) -> Global___Image:
+        """Output only. The character sheet drawn from the plan's character bible
+        before any panel; every panel is drawn with it as a reference image so
+        the characters look the same throughout. Unset until drawn.
+        """
+
     def __init__(
         self,
         *,
@@ -771,10 +809,11 @@ class Job(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         title: _builtins.str = ...,
+        character_sheet: Global___Image | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "plan", b"plan", "style", b"style", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character_sheet", b"character_sheet", "create_time", b"create_time", "end_time", b"end_time", "plan", b"plan", "style", b"style", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "last_event_sequence", b"last_event_sequence", "layout", b"layout", "name", b"name", "panel_count", b"panel_count", "panels", b"panels", "plan", b"plan", "progress_percent", b"progress_percent", "reading_order", b"reading_order", "request_id", b"request_id", "state", b"state", "story", b"story", "style", b"style", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_sheet", b"character_sheet", "create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "last_event_sequence", b"last_event_sequence", "layout", b"layout", "name", b"name", "panel_count", b"panel_count", "panels", b"panels", "plan", b"plan", "progress_percent", b"progress_percent", "reading_order", b"reading_order", "request_id", b"request_id", "state", b"state", "story", b"story", "style", b"style", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -799,6 +838,7 @@ class JobEvent(_message.Message):
     PANEL_STARTED_FIELD_NUMBER: _builtins.int
     PANEL_FINISHED_FIELD_NUMBER: _builtins.int
     PANEL_FAILED_FIELD_NUMBER: _builtins.int
+    CHARACTER_SHEET_READY_FIELD_NUMBER: _builtins.int
     job: _builtins.str
     """Output only. The job's resource name."""
     sequence: _builtins.int
@@ -833,6 +873,10 @@ class JobEvent(_message.Message):
     def panel_failed(self) -> Global___PanelFailed:
         """A panel version could not be drawn."""
 
+    @_builtins.property
+    def character_sheet_ready(self) -> Global___Image:
+        """The job's character sheet has been drawn; its image is attached."""
+
     def __init__(
         self,
         *,
@@ -847,12 +891,13 @@ class JobEvent(_message.Message):
         panel_started: Global___PanelStarted | None = ...,
         panel_finished: Global___PanelFinished | None = ...,
         panel_failed: Global___PanelFailed | None = ...,
+        character_sheet_ready: Global___Image | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "kind", b"kind", "panel_failed", b"panel_failed", "panel_finished", b"panel_finished", "panel_started", b"panel_started", "plan_ready", b"plan_ready", "state_changed", b"state_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["character_sheet_ready", b"character_sheet_ready", "create_time", b"create_time", "kind", b"kind", "panel_failed", b"panel_failed", "panel_finished", b"panel_finished", "panel_started", b"panel_started", "plan_ready", b"plan_ready", "state_changed", b"state_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "job", b"job", "job_state", b"job_state", "kind", b"kind", "panel_failed", b"panel_failed", "panel_finished", b"panel_finished", "panel_started", b"panel_started", "plan_ready", b"plan_ready", "progress_percent", b"progress_percent", "sequence", b"sequence", "state_changed", b"state_changed", "terminal", b"terminal"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_sheet_ready", b"character_sheet_ready", "create_time", b"create_time", "job", b"job", "job_state", b"job_state", "kind", b"kind", "panel_failed", b"panel_failed", "panel_finished", b"panel_finished", "panel_started", b"panel_started", "plan_ready", b"plan_ready", "progress_percent", b"progress_percent", "sequence", b"sequence", "state_changed", b"state_changed", "terminal", b"terminal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state_changed", "plan_ready", "panel_started", "panel_finished", "panel_failed"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["state_changed", "plan_ready", "panel_started", "panel_finished", "panel_failed", "character_sheet_ready"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

@@ -226,6 +226,36 @@ class RegeneratePanelRequest(_message.Message):
 Global___RegeneratePanelRequest: _TypeAlias = RegeneratePanelRequest  # noqa: Y015
 
 @_typing.final
+class SetCurrentPanelVersionRequest(_message.Message):
+    """Request for SetCurrentPanelVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PANEL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The job's name, "jobs/{job_id}"."""
+    panel: _builtins.int
+    """Required. The panel's number, 1 to the job's panel count."""
+    version: _builtins.int
+    """Required. The version to make current, 1 or more; it must have SUCCEEDED."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        panel: _builtins.int = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "panel", b"panel", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetCurrentPanelVersionRequest: _TypeAlias = SetCurrentPanelVersionRequest  # noqa: Y015
+
+@_typing.final
 class ExportJobRequest(_message.Message):
     """Request for ExportJob."""
 

@@ -68,6 +68,11 @@ class JobServiceStub:
                 request_serializer=mangakai_dot_v1_dot_jobs__pb2.RegeneratePanelRequest.SerializeToString,
                 response_deserializer=mangakai_dot_v1_dot_common__pb2.Panel.FromString,
                 _registered_method=True)
+        self.SetCurrentPanelVersion = channel.unary_unary(
+                '/mangakai.v1.JobService/SetCurrentPanelVersion',
+                request_serializer=mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.SerializeToString,
+                response_deserializer=mangakai_dot_v1_dot_common__pb2.Panel.FromString,
+                _registered_method=True)
         self.ExportJob = channel.unary_unary(
                 '/mangakai.v1.JobService/ExportJob',
                 request_serializer=mangakai_dot_v1_dot_jobs__pb2.ExportJobRequest.SerializeToString,
@@ -124,6 +129,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetCurrentPanelVersion(self, request, context):
+        """Makes one of a panel's drawn versions its current one (the one shown and
+        exported). Every version is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportJob(self, request, context):
         """Builds (or returns the cached) export of a finished job.
         """
@@ -162,6 +175,11 @@ def add_JobServiceServicer_to_server(servicer, server):
             'RegeneratePanel': grpc.unary_unary_rpc_method_handler(
                     servicer.RegeneratePanel,
                     request_deserializer=mangakai_dot_v1_dot_jobs__pb2.RegeneratePanelRequest.FromString,
+                    response_serializer=mangakai_dot_v1_dot_common__pb2.Panel.SerializeToString,
+            ),
+            'SetCurrentPanelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCurrentPanelVersion,
+                    request_deserializer=mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.FromString,
                     response_serializer=mangakai_dot_v1_dot_common__pb2.Panel.SerializeToString,
             ),
             'ExportJob': grpc.unary_unary_rpc_method_handler(
@@ -334,6 +352,33 @@ class JobService:
             target,
             '/mangakai.v1.JobService/RegeneratePanel',
             mangakai_dot_v1_dot_jobs__pb2.RegeneratePanelRequest.SerializeToString,
+            mangakai_dot_v1_dot_common__pb2.Panel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCurrentPanelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mangakai.v1.JobService/SetCurrentPanelVersion',
+            mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.SerializeToString,
             mangakai_dot_v1_dot_common__pb2.Panel.FromString,
             options,
             channel_credentials,

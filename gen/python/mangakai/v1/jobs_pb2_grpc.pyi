@@ -51,6 +51,10 @@ class JobServiceStub:
     """
     RegeneratePanel: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RegeneratePanelRequest, _common_pb2.Panel]
     """Draws a new version of one panel of a finished job; earlier versions are kept."""
+    SetCurrentPanelVersion: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SetCurrentPanelVersionRequest, _common_pb2.Panel]
+    """Makes one of a panel's drawn versions its current one (the one shown and
+    exported). Every version is kept.
+    """
     ExportJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ExportJobRequest, _jobs_pb2.Export]
     """Builds (or returns the cached) export of a finished job."""
 
@@ -76,6 +80,10 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     RegeneratePanel: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RegeneratePanelRequest, _common_pb2.Panel]  # type: ignore[assignment]
     """Draws a new version of one panel of a finished job; earlier versions are kept."""
+    SetCurrentPanelVersion: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SetCurrentPanelVersionRequest, _common_pb2.Panel]  # type: ignore[assignment]
+    """Makes one of a panel's drawn versions its current one (the one shown and
+    exported). Every version is kept.
+    """
     ExportJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ExportJobRequest, _jobs_pb2.Export]  # type: ignore[assignment]
     """Builds (or returns the cached) export of a finished job."""
 
@@ -134,6 +142,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Panel, _abc.Awaitable[_common_pb2.Panel]]:
         """Draws a new version of one panel of a finished job; earlier versions are kept."""
+
+    @_abc_1.abstractmethod
+    def SetCurrentPanelVersion(
+        self,
+        request: _jobs_pb2.SetCurrentPanelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Panel, _abc.Awaitable[_common_pb2.Panel]]:
+        """Makes one of a panel's drawn versions its current one (the one shown and
+        exported). Every version is kept.
+        """
 
     @_abc_1.abstractmethod
     def ExportJob(

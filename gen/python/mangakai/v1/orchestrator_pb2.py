@@ -26,7 +26,7 @@ from mangakai.v1 import common_pb2 as mangakai_dot_v1_dot_common__pb2
 from mangakai.v1 import jobs_pb2 as mangakai_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emangakai/v1/orchestrator.proto\x12\x0bmangakai.v1\x1a\x18mangakai/v1/common.proto\x1a\x16mangakai/v1/jobs.proto\"<\n\x14ListJobEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\">\n\x15ListJobEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.mangakai.v1.JobEvent2\xf7\x03\n\x13OrchestratorService\x12<\n\tCreateJob\x12\x1d.mangakai.v1.CreateJobRequest\x1a\x10.mangakai.v1.Job\x12\x36\n\x06GetJob\x12\x1a.mangakai.v1.GetJobRequest\x1a\x10.mangakai.v1.Job\x12G\n\x08ListJobs\x12\x1c.mangakai.v1.ListJobsRequest\x1a\x1d.mangakai.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.mangakai.v1.CancelJobRequest\x1a\x10.mangakai.v1.Job\x12J\n\x0fRegeneratePanel\x12#.mangakai.v1.RegeneratePanelRequest\x1a\x12.mangakai.v1.Panel\x12?\n\tExportJob\x12\x1d.mangakai.v1.ExportJobRequest\x1a\x13.mangakai.v1.Export\x12V\n\rListJobEvents\x12!.mangakai.v1.ListJobEventsRequest\x1a\".mangakai.v1.ListJobEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emangakai/v1/orchestrator.proto\x12\x0bmangakai.v1\x1a\x18mangakai/v1/common.proto\x1a\x16mangakai/v1/jobs.proto\"<\n\x14ListJobEventsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\">\n\x15ListJobEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.mangakai.v1.JobEvent\"\x17\n\x15SweepRetentionRequest\"[\n\x16SweepRetentionResponse\x12\x14\n\x0c\x65xpired_jobs\x18\x01 \x01(\x05\x12\x14\n\x0cpartial_jobs\x18\x02 \x01(\x05\x12\x15\n\rblobs_deleted\x18\x03 \x01(\x03\x32\xac\x05\n\x13OrchestratorService\x12<\n\tCreateJob\x12\x1d.mangakai.v1.CreateJobRequest\x1a\x10.mangakai.v1.Job\x12\x36\n\x06GetJob\x12\x1a.mangakai.v1.GetJobRequest\x1a\x10.mangakai.v1.Job\x12G\n\x08ListJobs\x12\x1c.mangakai.v1.ListJobsRequest\x1a\x1d.mangakai.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.mangakai.v1.CancelJobRequest\x1a\x10.mangakai.v1.Job\x12J\n\x0fRegeneratePanel\x12#.mangakai.v1.RegeneratePanelRequest\x1a\x12.mangakai.v1.Panel\x12X\n\x16SetCurrentPanelVersion\x12*.mangakai.v1.SetCurrentPanelVersionRequest\x1a\x12.mangakai.v1.Panel\x12?\n\tExportJob\x12\x1d.mangakai.v1.ExportJobRequest\x1a\x13.mangakai.v1.Export\x12V\n\rListJobEvents\x12!.mangakai.v1.ListJobEventsRequest\x1a\".mangakai.v1.ListJobEventsResponse\x12Y\n\x0eSweepRetention\x12\".mangakai.v1.SweepRetentionRequest\x1a#.mangakai.v1.SweepRetentionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBEVENTSREQUEST']._serialized_end=157
   _globals['_LISTJOBEVENTSRESPONSE']._serialized_start=159
   _globals['_LISTJOBEVENTSRESPONSE']._serialized_end=221
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=224
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=727
+  _globals['_SWEEPRETENTIONREQUEST']._serialized_start=223
+  _globals['_SWEEPRETENTIONREQUEST']._serialized_end=246
+  _globals['_SWEEPRETENTIONRESPONSE']._serialized_start=248
+  _globals['_SWEEPRETENTIONRESPONSE']._serialized_end=339
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=342
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=1026
 # @@protoc_insertion_point(module_scope)

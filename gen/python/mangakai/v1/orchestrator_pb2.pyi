@@ -68,3 +68,50 @@ class ListJobEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobEventsResponse: _TypeAlias = ListJobEventsResponse  # noqa: Y015
+
+@_typing.final
+class SweepRetentionRequest(_message.Message):
+    """Request for SweepRetention."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepRetentionRequest: _TypeAlias = SweepRetentionRequest  # noqa: Y015
+
+@_typing.final
+class SweepRetentionResponse(_message.Message):
+    """Response for SweepRetention."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPIRED_JOBS_FIELD_NUMBER: _builtins.int
+    PARTIAL_JOBS_FIELD_NUMBER: _builtins.int
+    BLOBS_DELETED_FIELD_NUMBER: _builtins.int
+    expired_jobs: _builtins.int
+    """Output only. Jobs deleted (rows and blobs) because they ended too long ago."""
+    partial_jobs: _builtins.int
+    """Output only. Failed or cancelled jobs whose unfinished images were deleted."""
+    blobs_deleted: _builtins.int
+    """Output only. Blobs deleted in all."""
+    def __init__(
+        self,
+        *,
+        expired_jobs: _builtins.int = ...,
+        partial_jobs: _builtins.int = ...,
+        blobs_deleted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs_deleted", b"blobs_deleted", "expired_jobs", b"expired_jobs", "partial_jobs", b"partial_jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SweepRetentionResponse: _TypeAlias = SweepRetentionResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class OrchestratorServiceStub:
                 request_serializer=mangakai_dot_v1_dot_jobs__pb2.RegeneratePanelRequest.SerializeToString,
                 response_deserializer=mangakai_dot_v1_dot_common__pb2.Panel.FromString,
                 _registered_method=True)
+        self.SetCurrentPanelVersion = channel.unary_unary(
+                '/mangakai.v1.OrchestratorService/SetCurrentPanelVersion',
+                request_serializer=mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.SerializeToString,
+                response_deserializer=mangakai_dot_v1_dot_common__pb2.Panel.FromString,
+                _registered_method=True)
         self.ExportJob = channel.unary_unary(
                 '/mangakai.v1.OrchestratorService/ExportJob',
                 request_serializer=mangakai_dot_v1_dot_jobs__pb2.ExportJobRequest.SerializeToString,
@@ -74,6 +79,11 @@ class OrchestratorServiceStub:
                 '/mangakai.v1.OrchestratorService/ListJobEvents',
                 request_serializer=mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsRequest.SerializeToString,
                 response_deserializer=mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsResponse.FromString,
+                _registered_method=True)
+        self.SweepRetention = channel.unary_unary(
+                '/mangakai.v1.OrchestratorService/SweepRetention',
+                request_serializer=mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionRequest.SerializeToString,
+                response_deserializer=mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionResponse.FromString,
                 _registered_method=True)
 
 
@@ -119,6 +129,13 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetCurrentPanelVersion(self, request, context):
+        """Makes a drawn version of a panel its current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportJob(self, request, context):
         """Builds or returns the cached export of a job.
         """
@@ -129,6 +146,16 @@ class OrchestratorServiceServicer:
     def ListJobEvents(self, request, context):
         """Returns a job's stored events after a sequence number (the source of truth
         behind the JetStream event stream, used to fill gaps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SweepRetention(self, request, context):
+        """Operator: runs the retention sweep now (it also runs periodically):
+        deletes jobs that ended more than RETENTION_DAYS ago with their blobs,
+        and the unfinished images of failed and cancelled jobs. Takes no session;
+        the gateway never forwards it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +189,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     request_deserializer=mangakai_dot_v1_dot_jobs__pb2.RegeneratePanelRequest.FromString,
                     response_serializer=mangakai_dot_v1_dot_common__pb2.Panel.SerializeToString,
             ),
+            'SetCurrentPanelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCurrentPanelVersion,
+                    request_deserializer=mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.FromString,
+                    response_serializer=mangakai_dot_v1_dot_common__pb2.Panel.SerializeToString,
+            ),
             'ExportJob': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportJob,
                     request_deserializer=mangakai_dot_v1_dot_jobs__pb2.ExportJobRequest.FromString,
@@ -171,6 +203,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListJobEvents,
                     request_deserializer=mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsRequest.FromString,
                     response_serializer=mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsResponse.SerializeToString,
+            ),
+            'SweepRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SweepRetention,
+                    request_deserializer=mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionRequest.FromString,
+                    response_serializer=mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -323,6 +360,33 @@ class OrchestratorService:
             _registered_method=True)
 
     @staticmethod
+    def SetCurrentPanelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mangakai.v1.OrchestratorService/SetCurrentPanelVersion',
+            mangakai_dot_v1_dot_jobs__pb2.SetCurrentPanelVersionRequest.SerializeToString,
+            mangakai_dot_v1_dot_common__pb2.Panel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ExportJob(request,
             target,
             options=(),
@@ -366,6 +430,33 @@ class OrchestratorService:
             '/mangakai.v1.OrchestratorService/ListJobEvents',
             mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsRequest.SerializeToString,
             mangakai_dot_v1_dot_orchestrator__pb2.ListJobEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SweepRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mangakai.v1.OrchestratorService/SweepRetention',
+            mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionRequest.SerializeToString,
+            mangakai_dot_v1_dot_orchestrator__pb2.SweepRetentionResponse.FromString,
             options,
             channel_credentials,
             insecure,

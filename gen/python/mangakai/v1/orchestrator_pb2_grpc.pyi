@@ -49,11 +49,19 @@ class OrchestratorServiceStub:
     """Cancels a job."""
     RegeneratePanel: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RegeneratePanelRequest, _common_pb2.Panel]
     """Queues a new version of a panel."""
+    SetCurrentPanelVersion: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SetCurrentPanelVersionRequest, _common_pb2.Panel]
+    """Makes a drawn version of a panel its current one."""
     ExportJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ExportJobRequest, _jobs_pb2.Export]
     """Builds or returns the cached export of a job."""
     ListJobEvents: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListJobEventsRequest, _orchestrator_pb2.ListJobEventsResponse]
     """Returns a job's stored events after a sequence number (the source of truth
     behind the JetStream event stream, used to fill gaps).
+    """
+    SweepRetention: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.SweepRetentionRequest, _orchestrator_pb2.SweepRetentionResponse]
+    """Operator: runs the retention sweep now (it also runs periodically):
+    deletes jobs that ended more than RETENTION_DAYS ago with their blobs,
+    and the unfinished images of failed and cancelled jobs. Takes no session;
+    the gateway never forwards it.
     """
 
 @_typing.type_check_only
@@ -75,11 +83,19 @@ class OrchestratorServiceAsyncStub(OrchestratorServiceStub):
     """Cancels a job."""
     RegeneratePanel: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RegeneratePanelRequest, _common_pb2.Panel]  # type: ignore[assignment]
     """Queues a new version of a panel."""
+    SetCurrentPanelVersion: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SetCurrentPanelVersionRequest, _common_pb2.Panel]  # type: ignore[assignment]
+    """Makes a drawn version of a panel its current one."""
     ExportJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ExportJobRequest, _jobs_pb2.Export]  # type: ignore[assignment]
     """Builds or returns the cached export of a job."""
     ListJobEvents: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListJobEventsRequest, _orchestrator_pb2.ListJobEventsResponse]  # type: ignore[assignment]
     """Returns a job's stored events after a sequence number (the source of truth
     behind the JetStream event stream, used to fill gaps).
+    """
+    SweepRetention: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.SweepRetentionRequest, _orchestrator_pb2.SweepRetentionResponse]  # type: ignore[assignment]
+    """Operator: runs the retention sweep now (it also runs periodically):
+    deletes jobs that ended more than RETENTION_DAYS ago with their blobs,
+    and the unfinished images of failed and cancelled jobs. Takes no session;
+    the gateway never forwards it.
     """
 
 class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -130,6 +146,14 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
         """Queues a new version of a panel."""
 
     @_abc_1.abstractmethod
+    def SetCurrentPanelVersion(
+        self,
+        request: _jobs_pb2.SetCurrentPanelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Panel, _abc.Awaitable[_common_pb2.Panel]]:
+        """Makes a drawn version of a panel its current one."""
+
+    @_abc_1.abstractmethod
     def ExportJob(
         self,
         request: _jobs_pb2.ExportJobRequest,
@@ -145,6 +169,18 @@ class OrchestratorServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_orchestrator_pb2.ListJobEventsResponse, _abc.Awaitable[_orchestrator_pb2.ListJobEventsResponse]]:
         """Returns a job's stored events after a sequence number (the source of truth
         behind the JetStream event stream, used to fill gaps).
+        """
+
+    @_abc_1.abstractmethod
+    def SweepRetention(
+        self,
+        request: _orchestrator_pb2.SweepRetentionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.SweepRetentionResponse, _abc.Awaitable[_orchestrator_pb2.SweepRetentionResponse]]:
+        """Operator: runs the retention sweep now (it also runs periodically):
+        deletes jobs that ended more than RETENTION_DAYS ago with their blobs,
+        and the unfinished images of failed and cancelled jobs. Takes no session;
+        the gateway never forwards it.
         """
 
 def add_OrchestratorServiceServicer_to_server(servicer: OrchestratorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

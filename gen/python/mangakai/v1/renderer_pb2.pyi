@@ -65,6 +65,9 @@ class RenderPanelRequest(_message.Message):
     REFERENCE_BLOB_KEYS_FIELD_NUMBER: _builtins.int
     OUTPUT_BLOB_KEY_FIELD_NUMBER: _builtins.int
     LANGUAGE_FIELD_NUMBER: _builtins.int
+    ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    CHARACTER_SHEET_BLOB_KEY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_VERSION_BLOB_KEY_FIELD_NUMBER: _builtins.int
     job: _builtins.str
     """Required. The job's name, "jobs/{job_id}" (for logs and traces)."""
     instruction: _builtins.str
@@ -73,6 +76,19 @@ class RenderPanelRequest(_message.Message):
     """Required. The storage key to write the PNG to."""
     language: _builtins.str
     """Optional. The story's language tag, used to choose lettering."""
+    aspect_ratio: _builtins.str
+    """Optional. Width to height of the frame the panel will fill, as "W:H"
+    (e.g. "16:9", "3:4"); empty means square. Only the ratios listed in
+    the renderer's settings are accepted.
+    """
+    character_sheet_blob_key: _builtins.str
+    """Optional. Storage key of the job's character sheet, sent to the image
+    model as the first reference image so the characters keep their look.
+    """
+    previous_version_blob_key: _builtins.str
+    """Optional. Storage key of the panel's previous version (when
+    regenerating), sent as a reference for what to keep and what to change.
+    """
     @_builtins.property
     def scene(self) -> _common_pb2.Scene:
         """Required. The scene to draw."""
@@ -87,7 +103,7 @@ class RenderPanelRequest(_message.Message):
 
     @_builtins.property
     def reference_blob_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Storage keys of reference images to follow."""
+        """Optional. Storage keys of the user's reference images to follow, at most 4."""
 
     def __init__(
         self,
@@ -100,10 +116,13 @@ class RenderPanelRequest(_message.Message):
         reference_blob_keys: _abc.Iterable[_builtins.str] | None = ...,
         output_blob_key: _builtins.str = ...,
         language: _builtins.str = ...,
+        aspect_ratio: _builtins.str = ...,
+        character_sheet_blob_key: _builtins.str = ...,
+        previous_version_blob_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scene", b"scene", "style", b"style"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "instruction", b"instruction", "job", b"job", "language", b"language", "output_blob_key", b"output_blob_key", "reference_blob_keys", b"reference_blob_keys", "scene", b"scene", "style", b"style"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratio", b"aspect_ratio", "character_sheet_blob_key", b"character_sheet_blob_key", "characters", b"characters", "instruction", b"instruction", "job", b"job", "language", b"language", "output_blob_key", b"output_blob_key", "previous_version_blob_key", b"previous_version_blob_key", "reference_blob_keys", b"reference_blob_keys", "scene", b"scene", "style", b"style"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -118,6 +137,7 @@ class RenderPanelResponse(_message.Message):
     IMAGE_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
     DRAWN_FIELD_NUMBER: _builtins.int
+    ART_FIELD_NUMBER: _builtins.int
     backend: _builtins.str
     """Output only. The backend that drew it, e.g. "local" or "gemini"."""
     drawn: _builtins.bool
@@ -125,6 +145,93 @@ class RenderPanelResponse(_message.Message):
     @_builtins.property
     def image(self) -> _common_pb2.Image:
         """Output only. The stored image."""
+
+    @_builtins.property
+    def art(self) -> _common_pb2.Image:
+        """Output only. The un-lettered art, stored beside the image (its key is
+        the output key with ".png" replaced by ".art.png").
+        """
+
+    def __init__(
+        self,
+        *,
+        image: _common_pb2.Image | None = ...,
+        backend: _builtins.str = ...,
+        drawn: _builtins.bool = ...,
+        art: _common_pb2.Image | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["art", b"art", "image", b"image"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["art", b"art", "backend", b"backend", "drawn", b"drawn", "image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderPanelResponse: _TypeAlias = RenderPanelResponse  # noqa: Y015
+
+@_typing.final
+class RenderCharacterSheetRequest(_message.Message):
+    """Request for RenderCharacterSheet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    CHARACTERS_FIELD_NUMBER: _builtins.int
+    STYLE_FIELD_NUMBER: _builtins.int
+    REFERENCE_BLOB_KEYS_FIELD_NUMBER: _builtins.int
+    OUTPUT_BLOB_KEY_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    job: _builtins.str
+    """Required. The job's name, "jobs/{job_id}" (for logs and traces)."""
+    output_blob_key: _builtins.str
+    """Required. The storage key to write the PNG to."""
+    language: _builtins.str
+    """Optional. The story's language tag, used for the name labels."""
+    @_builtins.property
+    def characters(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Character]:
+        """Required. The character bible of the plan, at least one character."""
+
+    @_builtins.property
+    def style(self) -> _common_pb2.StylePreferences:
+        """Optional. The style asked for."""
+
+    @_builtins.property
+    def reference_blob_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. Storage keys of reference images to follow."""
+
+    def __init__(
+        self,
+        *,
+        job: _builtins.str = ...,
+        characters: _abc.Iterable[_common_pb2.Character] | None = ...,
+        style: _common_pb2.StylePreferences | None = ...,
+        reference_blob_keys: _abc.Iterable[_builtins.str] | None = ...,
+        output_blob_key: _builtins.str = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["style", b"style"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["characters", b"characters", "job", b"job", "language", b"language", "output_blob_key", b"output_blob_key", "reference_blob_keys", b"reference_blob_keys", "style", b"style"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenderCharacterSheetRequest: _TypeAlias = RenderCharacterSheetRequest  # noqa: Y015
+
+@_typing.final
+class RenderCharacterSheetResponse(_message.Message):
+    """Response for RenderCharacterSheet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    DRAWN_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """Output only. The backend that drew it."""
+    drawn: _builtins.bool
+    """Output only. False when the blob already existed and nothing was drawn."""
+    @_builtins.property
+    def image(self) -> _common_pb2.Image:
+        """Output only. The stored sheet."""
 
     def __init__(
         self,
@@ -139,7 +246,7 @@ class RenderPanelResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RenderPanelResponse: _TypeAlias = RenderPanelResponse  # noqa: Y015
+Global___RenderCharacterSheetResponse: _TypeAlias = RenderCharacterSheetResponse  # noqa: Y015
 
 @_typing.final
 class ComposeDocumentRequest(_message.Message):

@@ -47,6 +47,11 @@ class RendererServiceStub:
                 request_serializer=mangakai_dot_v1_dot_renderer__pb2.RenderPanelRequest.SerializeToString,
                 response_deserializer=mangakai_dot_v1_dot_renderer__pb2.RenderPanelResponse.FromString,
                 _registered_method=True)
+        self.RenderCharacterSheet = channel.unary_unary(
+                '/mangakai.v1.RendererService/RenderCharacterSheet',
+                request_serializer=mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetRequest.SerializeToString,
+                response_deserializer=mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetResponse.FromString,
+                _registered_method=True)
         self.ComposeDocument = channel.unary_unary(
                 '/mangakai.v1.RendererService/ComposeDocument',
                 request_serializer=mangakai_dot_v1_dot_renderer__pb2.ComposeDocumentRequest.SerializeToString,
@@ -74,6 +79,15 @@ class RendererServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderCharacterSheet(self, request, context):
+        """Draws the job's character sheet (every character of the bible side by
+        side) and stores it at `output_blob_key`; panels then use it as a
+        reference image. Idempotent like RenderPanel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ComposeDocument(self, request, context):
         """Lays panels out into pages and writes a document (PDF or CBZ).
         """
@@ -93,6 +107,11 @@ def add_RendererServiceServicer_to_server(servicer, server):
                     servicer.RenderPanel,
                     request_deserializer=mangakai_dot_v1_dot_renderer__pb2.RenderPanelRequest.FromString,
                     response_serializer=mangakai_dot_v1_dot_renderer__pb2.RenderPanelResponse.SerializeToString,
+            ),
+            'RenderCharacterSheet': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderCharacterSheet,
+                    request_deserializer=mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetRequest.FromString,
+                    response_serializer=mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetResponse.SerializeToString,
             ),
             'ComposeDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.ComposeDocument,
@@ -156,6 +175,33 @@ class RendererService:
             '/mangakai.v1.RendererService/RenderPanel',
             mangakai_dot_v1_dot_renderer__pb2.RenderPanelRequest.SerializeToString,
             mangakai_dot_v1_dot_renderer__pb2.RenderPanelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderCharacterSheet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mangakai.v1.RendererService/RenderCharacterSheet',
+            mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetRequest.SerializeToString,
+            mangakai_dot_v1_dot_renderer__pb2.RenderCharacterSheetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,11 @@ class RendererServiceStub:
     """Draws one panel version and stores it at `output_blob_key`. Idempotent:
     when that blob already exists it is returned without drawing again.
     """
+    RenderCharacterSheet: _grpc.UnaryUnaryMultiCallable[_renderer_pb2.RenderCharacterSheetRequest, _renderer_pb2.RenderCharacterSheetResponse]
+    """Draws the job's character sheet (every character of the bible side by
+    side) and stores it at `output_blob_key`; panels then use it as a
+    reference image. Idempotent like RenderPanel.
+    """
     ComposeDocument: _grpc.UnaryUnaryMultiCallable[_renderer_pb2.ComposeDocumentRequest, _renderer_pb2.ComposeDocumentResponse]
     """Lays panels out into pages and writes a document (PDF or CBZ)."""
 
@@ -57,6 +62,11 @@ class RendererServiceAsyncStub(RendererServiceStub):
     RenderPanel: _aio.UnaryUnaryMultiCallable[_renderer_pb2.RenderPanelRequest, _renderer_pb2.RenderPanelResponse]  # type: ignore[assignment]
     """Draws one panel version and stores it at `output_blob_key`. Idempotent:
     when that blob already exists it is returned without drawing again.
+    """
+    RenderCharacterSheet: _aio.UnaryUnaryMultiCallable[_renderer_pb2.RenderCharacterSheetRequest, _renderer_pb2.RenderCharacterSheetResponse]  # type: ignore[assignment]
+    """Draws the job's character sheet (every character of the bible side by
+    side) and stores it at `output_blob_key`; panels then use it as a
+    reference image. Idempotent like RenderPanel.
     """
     ComposeDocument: _aio.UnaryUnaryMultiCallable[_renderer_pb2.ComposeDocumentRequest, _renderer_pb2.ComposeDocumentResponse]  # type: ignore[assignment]
     """Lays panels out into pages and writes a document (PDF or CBZ)."""
@@ -82,6 +92,17 @@ class RendererServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_renderer_pb2.RenderPanelResponse, _abc.Awaitable[_renderer_pb2.RenderPanelResponse]]:
         """Draws one panel version and stores it at `output_blob_key`. Idempotent:
         when that blob already exists it is returned without drawing again.
+        """
+
+    @_abc_1.abstractmethod
+    def RenderCharacterSheet(
+        self,
+        request: _renderer_pb2.RenderCharacterSheetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_renderer_pb2.RenderCharacterSheetResponse, _abc.Awaitable[_renderer_pb2.RenderCharacterSheetResponse]]:
+        """Draws the job's character sheet (every character of the bible side by
+        side) and stores it at `output_blob_key`; panels then use it as a
+        reference image. Idempotent like RenderPanel.
         """
 
     @_abc_1.abstractmethod

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mangakai.v1 import common_pb2 as mangakai_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mangakai/v1/storage.proto\x12\x0bmangakai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mangakai/v1/common.proto\"W\n\x0ePutBlobRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mangakai.v1.PutBlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"F\n\rPutBlobHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\x1d\n\x0eGetBlobRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"M\n\x0fGetBlobResponse\x12!\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x11.mangakai.v1.BlobH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1e\n\x0fStatBlobRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x0fSignUrlsRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"8\n\x10SignUrlsResponse\x12$\n\x04urls\x18\x01 \x03(\x0b\x32\x16.mangakai.v1.SignedUrl\"V\n\tSignedUrl\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x12\x44\x65leteBlobsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\",\n\x13\x44\x65leteBlobsResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x32\xed\x02\n\x0eStorageService\x12;\n\x07PutBlob\x12\x1b.mangakai.v1.PutBlobRequest\x1a\x11.mangakai.v1.Blob(\x01\x12\x46\n\x07GetBlob\x12\x1b.mangakai.v1.GetBlobRequest\x1a\x1c.mangakai.v1.GetBlobResponse0\x01\x12;\n\x08StatBlob\x12\x1c.mangakai.v1.StatBlobRequest\x1a\x11.mangakai.v1.Blob\x12G\n\x08SignUrls\x12\x1c.mangakai.v1.SignUrlsRequest\x1a\x1d.mangakai.v1.SignUrlsResponse\x12P\n\x0b\x44\x65leteBlobs\x12\x1f.mangakai.v1.DeleteBlobsRequest\x1a .mangakai.v1.DeleteBlobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19mangakai/v1/storage.proto\x12\x0bmangakai.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18mangakai/v1/common.proto\"W\n\x0ePutBlobRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.mangakai.v1.PutBlobHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"F\n\rPutBlobHeader\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\x1d\n\x0eGetBlobRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"M\n\x0fGetBlobResponse\x12!\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x11.mangakai.v1.BlobH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1e\n\x0fStatBlobRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"4\n\x0fSignUrlsRequest\x12\x0c\n\x04keys\x18\x01 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"8\n\x10SignUrlsResponse\x12$\n\x04urls\x18\x01 \x03(\x0b\x32\x16.mangakai.v1.SignedUrl\"V\n\tSignedUrl\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x12\x44\x65leteBlobsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\",\n\x13\x44\x65leteBlobsResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x32\xed\x02\n\x0eStorageService\x12;\n\x07PutBlob\x12\x1b.mangakai.v1.PutBlobRequest\x1a\x11.mangakai.v1.Blob(\x01\x12\x46\n\x07GetBlob\x12\x1b.mangakai.v1.GetBlobRequest\x1a\x1c.mangakai.v1.GetBlobResponse0\x01\x12;\n\x08StatBlob\x12\x1c.mangakai.v1.StatBlobRequest\x1a\x11.mangakai.v1.Blob\x12G\n\x08SignUrls\x12\x1c.mangakai.v1.SignUrlsRequest\x1a\x1d.mangakai.v1.SignUrlsResponse\x12P\n\x0b\x44\x65leteBlobs\x12\x1f.mangakai.v1.DeleteBlobsRequest\x1a .mangakai.v1.DeleteBlobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,9 +50,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDURL']._serialized_start=516
   _globals['_SIGNEDURL']._serialized_end=602
   _globals['_DELETEBLOBSREQUEST']._serialized_start=604
-  _globals['_DELETEBLOBSREQUEST']._serialized_end=640
-  _globals['_DELETEBLOBSRESPONSE']._serialized_start=642
-  _globals['_DELETEBLOBSRESPONSE']._serialized_end=686
-  _globals['_STORAGESERVICE']._serialized_start=689
-  _globals['_STORAGESERVICE']._serialized_end=1054
+  _globals['_DELETEBLOBSREQUEST']._serialized_end=654
+  _globals['_DELETEBLOBSRESPONSE']._serialized_start=656
+  _globals['_DELETEBLOBSRESPONSE']._serialized_end=700
+  _globals['_STORAGESERVICE']._serialized_start=703
+  _globals['_STORAGESERVICE']._serialized_end=1068
 # @@protoc_insertion_point(module_scope)

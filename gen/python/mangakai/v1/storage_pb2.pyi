@@ -245,16 +245,26 @@ class DeleteBlobsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PREFIX_FIELD_NUMBER: _builtins.int
+    KEYS_FIELD_NUMBER: _builtins.int
     prefix: _builtins.str
-    """Required. Key prefix ending in "/", e.g. "jobs/{job_id}/"."""
+    """Optional. Key prefix ending in "/", e.g. "jobs/{job_id}/": every blob
+    under it is deleted. At least one of `prefix` and `keys` is required.
+    """
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. Exact keys of blobs to delete as well, at most 1000; keys
+        without a blob are skipped.
+        """
+
     def __init__(
         self,
         *,
         prefix: _builtins.str = ...,
+        keys: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["prefix", b"prefix"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "prefix", b"prefix"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

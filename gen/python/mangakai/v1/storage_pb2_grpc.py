@@ -101,7 +101,7 @@ class StorageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteBlobs(self, request, context):
-        """Deletes every blob under a key prefix.
+        """Deletes every blob under a key prefix, and/or the blobs of a list of keys.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,7 +48,7 @@ class StorageServiceStub:
     SignUrls: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SignUrlsRequest, _storage_pb2.SignUrlsResponse]
     """Returns signed, expiring download URLs for blobs."""
     DeleteBlobs: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteBlobsRequest, _storage_pb2.DeleteBlobsResponse]
-    """Deletes every blob under a key prefix."""
+    """Deletes every blob under a key prefix, and/or the blobs of a list of keys."""
 
 @_typing.type_check_only
 class StorageServiceAsyncStub(StorageServiceStub):
@@ -69,7 +69,7 @@ class StorageServiceAsyncStub(StorageServiceStub):
     SignUrls: _aio.UnaryUnaryMultiCallable[_storage_pb2.SignUrlsRequest, _storage_pb2.SignUrlsResponse]  # type: ignore[assignment]
     """Returns signed, expiring download URLs for blobs."""
     DeleteBlobs: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteBlobsRequest, _storage_pb2.DeleteBlobsResponse]  # type: ignore[assignment]
-    """Deletes every blob under a key prefix."""
+    """Deletes every blob under a key prefix, and/or the blobs of a list of keys."""
 
 class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: durable blob storage (local disk or S3) with signed URLs.
@@ -117,6 +117,6 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _storage_pb2.DeleteBlobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.DeleteBlobsResponse, _abc.Awaitable[_storage_pb2.DeleteBlobsResponse]]:
-        """Deletes every blob under a key prefix."""
+        """Deletes every blob under a key prefix, and/or the blobs of a list of keys."""
 
 def add_StorageServiceServicer_to_server(servicer: StorageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,180 @@
+"""SessionService and JobService over gRPC-Web, Connect and gRPC (connectrpc), for browsers.
+
+The adapters call the same `SessionApi`/`JobApi` as the grpc.aio servicers,
+with the caller's `authorization` HTTP header, so authentication, validation
+and errors are the same on every protocol. Errors become `ConnectError`s with
+the same code, message and google.rpc details (BadRequest, RetryInfo,
+ErrorInfo) as the gRPC status the grpc.aio server would send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError, ErrorDetail
+from connectrpc.request import RequestContext
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+from protobuf.wkt import Any as AnyDetail
+
+from mangakai.v1 import common_pb2, jobs_connect, jobs_pb2, sessions_connect, sessions_pb2
+from mangakai_gateway.servicer import JobApi, SessionApi
+from mangakai_runtime.errors import ServiceError
+from mangakai_runtime.server import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+# Downstream codes that keep their meaning for the caller (as in mangakai_runtime.errors).
+_PASSTHROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+def _code(code: grpc.StatusCode) -> Code:
+    return Code.CANCELED if code == grpc.StatusCode.CANCELLED else Code[code.name]
+
+
+def _from_status(status: status_pb2.Status, code: grpc.StatusCode) -> ConnectError:
+    details = [ErrorDetail(AnyDetail(type_url=d.type_url, value=d.value)) for d in status.details]
+    return ConnectError(_code(code), status.message, details)
+
+
+def connect_error(exc: Exception, method: str) -> ConnectError:
+    """The ConnectError a caller gets for an exception raised by the API."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, ServiceError):
+        return _from_status(exc.to_status(), exc.code)
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        if code in _PASSTHROUGH:
+            status = rpc_status.from_call(exc)
+            if status is None:
+                return ConnectError(_code(code), exc.details() or "")
+            return _from_status(status, code)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            log.warning("downstream unavailable in %s: %s", method, exc.details())
+            return ConnectError(Code.UNAVAILABLE, "a backend service is unavailable; retry later")
+    log.error("unexpected error in %s", method, exc_info=exc)
+    return ConnectError(Code.INTERNAL, "internal error")
+
+
+@contextlib.contextmanager
+def _errors(method: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        raise connect_error(exc, method) from None
+
+
+def _authorization(ctx: RequestContext[Any, Any]) -> str:
+    return ctx.request_headers.get("authorization") or ""
+
+
+class SessionConnectService:
+    """mangakai.v1.SessionService for connectrpc."""
+
+    def __init__(self, api: SessionApi) -> None:
+        self._api = api
+
+    async def create_session(
+        self,
+        request: sessions_pb2.CreateSessionRequest,
+        ctx: RequestContext[sessions_pb2.CreateSessionRequest, sessions_pb2.Session],
+    ) -> sessions_pb2.Session:
+        with _errors("CreateSession"):
+            return await self._api.create_session(request)
+
+
+class JobConnectService:
+    """mangakai.v1.JobService for connectrpc."""
+
+    def __init__(self, api: JobApi) -> None:
+        self._api = api
+
+    async def create_job(
+        self,
+        request: jobs_pb2.CreateJobRequest,
+        ctx: RequestContext[jobs_pb2.CreateJobRequest, common_pb2.Job],
+    ) -> common_pb2.Job:
+        with _errors("CreateJob"):
+            return await self._api.create_job(request, _authorization(ctx))
+
+    async def get_job(
+        self, request: jobs_pb2.GetJobRequest, ctx: RequestContext[jobs_pb2.GetJobRequest, common_pb2.Job]
+    ) -> common_pb2.Job:
+        with _errors("GetJob"):
+            return await self._api.get_job(request, _authorization(ctx))
+
+    async def list_jobs(
+        self,
+        request: jobs_pb2.ListJobsRequest,
+        ctx: RequestContext[jobs_pb2.ListJobsRequest, jobs_pb2.ListJobsResponse],
+    ) -> jobs_pb2.ListJobsResponse:
+        with _errors("ListJobs"):
+            return await self._api.list_jobs(request, _authorization(ctx))
+
+    async def cancel_job(
+        self,
+        request: jobs_pb2.CancelJobRequest,
+        ctx: RequestContext[jobs_pb2.CancelJobRequest, common_pb2.Job],
+    ) -> common_pb2.Job:
+        with _errors("CancelJob"):
+            return await self._api.cancel_job(request, _authorization(ctx))
+
+    async def watch_job(
+        self,
+        request: jobs_pb2.WatchJobRequest,
+        ctx: RequestContext[jobs_pb2.WatchJobRequest, common_pb2.JobEvent],
+    ) -> AsyncIterator[common_pb2.JobEvent]:
+        with _errors("WatchJob"):
+            async for event in self._api.watch_job(request, _authorization(ctx)):
+                yield event
+
+    async def regenerate_panel(
+        self,
+        request: jobs_pb2.RegeneratePanelRequest,
+        ctx: RequestContext[jobs_pb2.RegeneratePanelRequest, common_pb2.Panel],
+    ) -> common_pb2.Panel:
+        with _errors("RegeneratePanel"):
+            return await self._api.regenerate_panel(request, _authorization(ctx))
+
+    async def set_current_panel_version(
+        self,
+        request: jobs_pb2.SetCurrentPanelVersionRequest,
+        ctx: RequestContext[jobs_pb2.SetCurrentPanelVersionRequest, common_pb2.Panel],
+    ) -> common_pb2.Panel:
+        with _errors("SetCurrentPanelVersion"):
+            return await self._api.set_current_panel_version(request, _authorization(ctx))
+
+    async def export_job(
+        self,
+        request: jobs_pb2.ExportJobRequest,
+        ctx: RequestContext[jobs_pb2.ExportJobRequest, jobs_pb2.Export],
+    ) -> jobs_pb2.Export:
+        with _errors("ExportJob"):
+            return await self._api.export_job(request, _authorization(ctx))
+
+
+def applications(
+    sessions: SessionApi, jobs: JobApi
+) -> list[sessions_connect.SessionServiceASGIApplication | jobs_connect.JobServiceASGIApplication]:
+    """The connectrpc ASGI applications of the public services."""
+    return [
+        sessions_connect.SessionServiceASGIApplication(
+            SessionConnectService(sessions), read_max_bytes=MAX_MESSAGE_BYTES
+        ),
+        jobs_connect.JobServiceASGIApplication(JobConnectService(jobs), read_max_bytes=MAX_MESSAGE_BYTES),
+    ]
