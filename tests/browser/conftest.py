@@ -95,5 +95,6 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     """Saves a screenshot as test-artifacts/<name>.png."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{re.sub(r'[^a-z0-9_-]+', '-', name.lower())}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header belongs at the top of a full-page shot
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
     return path

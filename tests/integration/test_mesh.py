@@ -80,7 +80,11 @@ async def test_job_runs_to_completion_with_every_event_in_order(session: Session
         body, headers = await asyncio.to_thread(fetch, image.uri)
         assert headers["content-type"] == "image/png"
         decoded = Image.open(io.BytesIO(body))
-        assert decoded.size == (image.width, image.height) == (1024, 1024)
+        assert decoded.size == (image.width, image.height)
+        assert max(decoded.size) == 1024
+        shot = done.plan.scenes[panel.number - 1].shot
+        if shot in (common_pb2.SHOT_TYPE_ESTABLISHING, common_pb2.SHOT_TYPE_WIDE):
+            assert decoded.width > decoded.height, "a wide shot is drawn in a wide frame"
 
     export = await session.jobs.ExportJob(
         jobs_pb2.ExportJobRequest(name=job.name, format=common_pb2.EXPORT_FORMAT_PDF),

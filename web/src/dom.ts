@@ -41,6 +41,11 @@ export function setText(el: Element, text: string): void {
 
 let toastTimer: number | undefined;
 
+/** Hides the current toast (a new screen starts without the last one's message). */
+export function hideToast(): void {
+  document.getElementById("toast")?.classList.remove("shown");
+}
+
 /** A short message in the polite live region at the bottom of the screen. */
 export function toast(message: string): void {
   const box = document.getElementById("toast");

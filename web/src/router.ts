@@ -1,3 +1,5 @@
+import { hideToast } from "./dom";
+
 // Client-side routes: / (new manga), /jobs/{id} (one job), /history. The gateway answers
 // every such path with index.html, so a reload or a shared link lands on the same screen.
 
@@ -21,6 +23,7 @@ export function render(): void {
   if (!root) return;
   dispose?.();
   dispose = null;
+  hideToast();
   root.replaceChildren();
   for (const [pattern, view] of routes) {
     const match = pattern.exec(location.pathname);

@@ -55,6 +55,28 @@ def character_sheet_key(job_id: uuid.UUID) -> str:
     return f"jobs/{job_id}/character-sheet.png"
 
 
+_WIDE_SHOTS = (common_pb2.SHOT_TYPE_ESTABLISHING, common_pb2.SHOT_TYPE_WIDE)
+_CLOSE_SHOTS = (common_pb2.SHOT_TYPE_CLOSE_UP, common_pb2.SHOT_TYPE_EXTREME_CLOSE_UP)
+
+
+def panel_aspect_ratio(layout: int, shot: int) -> str:
+    """The shape to draw a panel in, so that it fills its frame on the page without cropping.
+
+    Four-koma frames are wide strips and single-panel pages are portrait; on a
+    classic page (and a webtoon strip) an establishing or wide shot gets a wide
+    frame, a close-up a narrow one, anything else a square.
+    """
+    if layout == common_pb2.PAGE_LAYOUT_FOUR_KOMA:
+        return "21:9"
+    if layout == common_pb2.PAGE_LAYOUT_SINGLE:
+        return "3:4"
+    if shot in _WIDE_SHOTS:
+        return "16:9"
+    if shot in _CLOSE_SHOTS:
+        return "3:4"
+    return "1:1"
+
+
 def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
     """The server's RetryInfo delay when given, else jittered exponential backoff."""
     status = rpc_status.from_call(error)
@@ -243,6 +265,7 @@ class JobRunner:
                 previous_version_blob_key=pending.previous_image_key,
                 output_blob_key=panel_blob_key(job.id, pending.number, pending.version),
                 language=plan.language,
+                aspect_ratio=panel_aspect_ratio(job.layout, pending.scene.shot),
             )
             started = time.perf_counter()
             for attempt in range(self._settings.render_attempts):

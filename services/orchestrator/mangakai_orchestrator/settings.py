@@ -14,6 +14,9 @@ class OrchestratorSettings(ServiceSettings):
     metrics_port: int = Field(9102, ge=-1, le=65535)
     database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
     nats_url: str = Field("nats://127.0.0.1:4222")
+    nats_stream_replicas: int = Field(
+        1, ge=1, le=5, description="Copies JetStream keeps of each stream (3 in production)"
+    )
     nats_namespace: str = Field("mangakai", description="Prefix of every NATS subject and stream name")
     renderer_addr: str = Field("127.0.0.1:50053", description="gRPC target of the renderer")
     storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")

@@ -60,7 +60,7 @@ function card(job: Job): HTMLLIElement {
         { class: "history-text" },
         h("strong", null, job.title || "Untitled story"),
         h("span", { class: "badge", dataset: { state: jobStateName(job.state) } }, JOB_STATES[job.state]),
-        h("span", { class: "meta" }, `${job.panelCount} panels`, created ? " · " : "", created ? h("time", { dateTime: created.toISOString() }, created.toLocaleString()) : null),
+        h("span", { class: "meta" }, `${job.panelCount} ${job.panelCount === 1 ? "panel" : "panels"}`, created ? " · " : "", created ? h("time", { dateTime: created.toISOString() }, created.toLocaleString()) : null),
       ),
     ),
   );
