@@ -69,9 +69,16 @@ async def test_job_runs_to_completion_with_every_event_in_order(session: Session
     assert last.progress_percent == 100
     assert sum(e.terminal for e in events) == 1
 
+    sheets = [e.character_sheet_ready for e in events if e.HasField("character_sheet_ready")]
+    assert len(sheets) == 1, "one character sheet per job"
+    assert kinds(events).index("character_sheet_ready") < kinds(events).index("panel_started")
+    assert sheets[0].uri.startswith("http")
+
     done = await session.get(job.name)
     assert done.state == JobState.STATE_COMPLETED
     assert done.last_event_sequence == last.sequence
+    sheet, _ = await asyncio.to_thread(fetch, done.character_sheet.uri)
+    assert sheet.startswith(b"\x89PNG")
     dialogue = [line.text for scene in done.plan.scenes for line in scene.dialogue]
     assert any("ten minutes" in text for text in dialogue)
     for panel in done.panels:

@@ -75,20 +75,39 @@ class UrlSigner:
                 image.thumbnail_uri = signed[image.thumbnail_blob_key][0]
 
     async def fill_job(self, job: common_pb2.Job) -> common_pb2.Job:
-        await self.fill_images([v.image for p in job.panels for v in p.versions if v.HasField("image")])
+        await self.fill_images(_job_images(job))
         return job
 
     async def fill_jobs(self, response: jobs_pb2.ListJobsResponse) -> jobs_pb2.ListJobsResponse:
-        await self.fill_images(
-            [v.image for j in response.jobs for p in j.panels for v in p.versions if v.HasField("image")]
-        )
+        await self.fill_images([image for job in response.jobs for image in _job_images(job)])
         return response
 
     async def fill_panel(self, panel: common_pb2.Panel) -> common_pb2.Panel:
-        await self.fill_images([v.image for v in panel.versions if v.HasField("image")])
+        await self.fill_images(_panel_images(panel))
         return panel
 
     async def fill_event(self, event: common_pb2.JobEvent) -> common_pb2.JobEvent:
-        if event.HasField("panel_finished") and event.panel_finished.version.HasField("image"):
-            await self.fill_images([event.panel_finished.version.image])
+        kind = event.WhichOneof("kind")
+        if kind == "panel_finished":
+            await self.fill_images(_version_images(event.panel_finished.version))
+        elif kind == "character_sheet_ready":
+            await self.fill_images([event.character_sheet_ready])
         return event
+
+
+def _version_images(version: common_pb2.PanelVersion) -> list[common_pb2.Image]:
+    """The lettered panel and the un-lettered art of a version, when drawn."""
+    return [
+        image for field in ("image", "art") if version.HasField(field) for image in [getattr(version, field)]
+    ]
+
+
+def _panel_images(panel: common_pb2.Panel) -> list[common_pb2.Image]:
+    return [image for version in panel.versions for image in _version_images(version)]
+
+
+def _job_images(job: common_pb2.Job) -> list[common_pb2.Image]:
+    images = [image for panel in job.panels for image in _panel_images(panel)]
+    if job.HasField("character_sheet"):
+        images.append(job.character_sheet)
+    return images
