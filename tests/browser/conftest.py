@@ -55,13 +55,15 @@ def web_assets() -> Path:
     return DEFAULT_ASSETS_DIR
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    # Module-scoped: while Playwright's sync API is open its event loop counts as running in
+    # this thread, which would break asyncio tests that run after the browser tests.
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: scripts/install-system-deps.sh installs Debian's chromium")

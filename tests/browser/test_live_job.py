@@ -82,7 +82,10 @@ def test_reload_mid_job_resumes_without_duplicates_or_gaps(page: Page, slow_stac
     for panel in page.locator("#panels .panel").all():
         assert panel.get_attribute("data-versions") == "1", "a panel version was applied twice"
     # The events received after the reload are each shown once, in order, without a gap.
-    seqs = [int(s) for s in page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    seqs = [
+        int(s)
+        for s in page.locator("#activity li[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
     seqs.reverse()
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
     assert first is None or seqs[0] == first
@@ -121,3 +124,21 @@ def test_validation_error_is_shown_next_to_its_field(page: Page, slow_stack: Sta
     expect(page.get_by_label("Story", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(page).to_have_url(slow_stack.web_url)  # no job was created
     screenshot(page, "validation-error")
+
+
+def test_a_dropped_stream_reconnects_by_itself(page: Page, slow_stack: Stack) -> None:
+    start_job(page, slow_stack, panels=4)
+    expect(page.locator("#panels img")).to_have_count(1)
+    # The gateway goes away mid-job and comes back on the same ports (its web port is sticky).
+    slow_stack.service("gateway").restart()
+    expect(page.locator("#job-state")).to_have_text("Finished")
+    expect(page.locator("#panels img")).to_have_count(4)
+    for panel in page.locator("#panels .panel").all():
+        assert panel.get_attribute("data-versions") == "1"
+    seqs = [
+        int(s)
+        for s in page.locator("#activity li[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
+    assert sorted(seqs) == list(range(min(seqs), max(seqs) + 1)) and len(set(seqs)) == len(seqs), seqs
+    # The page noticed the cut and said so.
+    expect(page.locator("#activity li.connection-note").first).to_contain_text("Connection lost")

@@ -109,6 +109,10 @@ export function jobView(root: HTMLElement, id: string): () => void {
         break;
       case "reconnecting":
         setText(connection, `Connection lost. Reconnecting in ${status.inSeconds} s…`);
+        if (status.attempt === 1) {
+          const when = new Date().toLocaleTimeString();
+          activity.prepend(h("li", { class: "connection-note" }, h("time", null, when), " Connection lost; reconnecting"));
+        }
         break;
       case "ended":
         setText(connection, "");
