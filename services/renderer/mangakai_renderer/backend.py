@@ -90,6 +90,9 @@ class ImageBackend(Protocol):
     """Plans stories, draws character sheets and panels."""
 
     name: str
+    # A model backend draws from reference images (character sheet, the user's, the previous
+    # version) and its un-lettered art is kept, since drawing it again costs a model call.
+    model_backed: bool
 
     async def plan(
         self, story: str, panel_count: int, style: common_pb2.StylePreferences
@@ -110,6 +113,8 @@ class LocalBackend:
     """Deterministic storyboard panels drawn on the CPU, no network."""
 
     name = "local"
+    # Draws from the scene plan alone, and redraws the same art from it in a tenth of a second.
+    model_backed = False
 
     def __init__(self, panel_size: int = 1024) -> None:
         self._size = panel_size
@@ -151,6 +156,7 @@ class FixedLatencyBackend:
     """A backend that takes exactly `latency` seconds per panel (benchmarks only)."""
 
     name = "fixed-latency"
+    model_backed = False
 
     def __init__(self, latency: float) -> None:
         self._latency = latency

@@ -151,6 +151,7 @@ class GeminiBackend:
     """Plans and draws with Gemini."""
 
     name = "gemini"
+    model_backed = True
 
     def __init__(self, settings: RendererSettings, quota: GeminiQuota) -> None:
         options = types.HttpOptions(

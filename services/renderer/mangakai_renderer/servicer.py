@@ -97,15 +97,16 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                 if art_blob is not None:
                     response.art.CopyFrom(_image_ref(art_blob, None, like=response.image))
                 return response
-            references = References(
-                character_sheet=await self._fetch(request.character_sheet_blob_key),
-                user=[
-                    data
-                    for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys))
-                    if data
-                ],
-                previous_version=await self._fetch(request.previous_version_blob_key),
-            )
+            references = References()
+            if self._backend.model_backed:
+                sheet, previous, *user = await asyncio.gather(
+                    self._fetch(request.character_sheet_blob_key),
+                    self._fetch(request.previous_version_blob_key),
+                    *map(self._fetch, request.reference_blob_keys),
+                )
+                references = References(
+                    character_sheet=sheet, user=[d for d in user if d], previous_version=previous
+                )
             async with self._slots:
                 IN_FLIGHT.inc()
                 started = time.perf_counter()
@@ -116,20 +117,17 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                 finally:
                     IN_FLIGHT.dec()
                 DRAW_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
-            art_png, lettered_png = await asyncio.gather(
-                asyncio.to_thread(local_art.encode_png, artwork.art),
-                asyncio.to_thread(local_art.encode_png, artwork.lettered),
-            )
-            # The art first: once the lettered panel exists the call counts as done.
-            art_blob = await self._blobs.put(art_key, "image/png", art_png)
+            response = renderer_pb2.RenderPanelResponse(backend=self._backend.name, drawn=True)
+            if self._backend.model_backed:
+                # The art first: once the lettered panel exists the call counts as done.
+                art_png = await asyncio.to_thread(local_art.encode_png, artwork.art)
+                art_blob = await self._blobs.put(art_key, "image/png", art_png)
+                response.art.CopyFrom(_image_ref(art_blob, artwork.art))
+            lettered_png = await asyncio.to_thread(local_art.encode_png, artwork.lettered)
             blob = await self._blobs.put(key, "image/png", lettered_png)
             PANELS_DRAWN.labels(self._backend.name).inc()
-            return renderer_pb2.RenderPanelResponse(
-                image=_image_ref(blob, artwork.lettered),
-                art=_image_ref(art_blob, artwork.art),
-                backend=self._backend.name,
-                drawn=True,
-            )
+            response.image.CopyFrom(_image_ref(blob, artwork.lettered))
+            return response
 
     async def RenderCharacterSheet(
         self, request: renderer_pb2.RenderCharacterSheetRequest, context: Context

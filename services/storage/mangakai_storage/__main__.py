@@ -44,7 +44,7 @@ def build_backend(settings: StorageSettings, http_port: int) -> tuple[BlobBacken
         signing_key_bytes(settings.storage_signing_key.get_secret_value()),
         settings.cdn_base_url or _public_base_url(settings, http_port),
     )
-    return FsBlobBackend(settings.storage_data_dir, signer), signer
+    return FsBlobBackend(settings.storage_data_dir, signer, sync=settings.storage_fsync), signer
 
 
 async def run(service: ServiceMain, settings: StorageSettings) -> None:

@@ -76,7 +76,10 @@ class FsBlobReader:
 class FsBlobBackend:
     """Blob storage in a local directory."""
 
-    def __init__(self, data_dir: Path, signer: UrlSigner) -> None:
+    def __init__(self, data_dir: Path, signer: UrlSigner, *, sync: bool = True) -> None:
+        # sync=False skips every fsync: only for throwaway data (tests, benchmarks), as
+        # PostgreSQL's fsync=off; a crash of the machine may then lose recent blobs.
+        self._sync = sync
         self._root = data_dir.resolve()
         self._objects = self._root / "objects"
         self._refs = self._root / "refs"
@@ -153,12 +156,14 @@ class FsBlobBackend:
             with os.fdopen(fd, "wb") as file:
                 file.write(body)
                 file.flush()
-                os.fsync(file.fileno())
+                if self._sync:
+                    os.fsync(file.fileno())
             os.replace(name, path)
         except BaseException:
             Path(name).unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        if self._sync:
+            _fsync_dir(path.parent)
 
     # Writing.
 
@@ -167,7 +172,8 @@ class FsBlobBackend:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, target)
-            _fsync_dir(target.parent)
+            if self._sync:
+                _fsync_dir(target.parent)
         # else: the same content is stored already; the staged copy is dropped on return.
         current = self._read_ref(key)
         if current is not None and current.sha256 == sha256 and current.content_type == content_type:
@@ -187,7 +193,7 @@ class FsBlobBackend:
         check: ContentCheck | None = None,
     ) -> BlobInfo:
         self._ref_path(key)
-        async with stage(self._tmp, chunks) as staged:
+        async with stage(self._tmp, chunks, sync=self._sync) as staged:
             if check is not None:
                 await asyncio.to_thread(check, staged.path)
             async with self._lock:

@@ -150,7 +150,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         In this order, so that whoever sees the image (and a retried upload
         after a crash) finds its derivatives too.
         """
-        async with stage(self._staging_dir, chunks) as staged:
+        # A scratch copy (the backend stages the blob again): no need to fsync it.
+        async with stage(self._staging_dir, chunks, sync=False) as staged:
             if check is not None:
                 await asyncio.to_thread(check, staged.path)
             derived = await asyncio.to_thread(
@@ -160,9 +161,13 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 quality=self._webp_quality,
                 thumbnail_pixels=self._thumbnail_pixels,
             )
-            for derivative in derived:
-                await self._backend.put(derivative.key, WEBP_CONTENT_TYPE, _bytes_once(derivative.data))
-                DERIVATIVES_WRITTEN.labels(self._backend.name).inc()
+            await asyncio.gather(
+                *(
+                    self._backend.put(derivative.key, WEBP_CONTENT_TYPE, _bytes_once(derivative.data))
+                    for derivative in derived
+                )
+            )
+            DERIVATIVES_WRITTEN.labels(self._backend.name).inc(len(derived))
             return await self._backend.put(key, content_type, _file_chunks(staged.path))
 
     async def GetBlob(

@@ -39,6 +39,10 @@ class StorageSettings(ServiceSettings):
     storage_url_ttl_seconds: int = Field(
         3600, ge=1, le=604800, description="Default validity of signed URLs."
     )
+    storage_fsync: bool = Field(
+        True,
+        description="fs backend: fsync every blob before it becomes visible. Turn off only for throwaway data.",
+    )
     storage_max_blob_bytes: int = Field(64 * MIB, ge=1, description="Largest blob PutBlob accepts.")
     cdn_base_url: str | None = Field(None, description="When set, signed URLs point at this host instead.")
     webp_quality: int = Field(

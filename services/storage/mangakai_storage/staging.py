@@ -51,14 +51,17 @@ def _write(file: BinaryIO, hasher: hashlib._Hash, chunk: bytes) -> None:
     file.write(chunk)
 
 
-def _finish(file: BinaryIO) -> None:
+def _finish(file: BinaryIO, sync: bool) -> None:
     file.flush()
-    os.fsync(file.fileno())
+    if sync:
+        os.fsync(file.fileno())
     file.close()
 
 
 @asynccontextmanager
-async def stage(directory: Path, chunks: AsyncIterator[bytes]) -> AsyncIterator[StagedUpload]:
+async def stage(
+    directory: Path, chunks: AsyncIterator[bytes], *, sync: bool = True
+) -> AsyncIterator[StagedUpload]:
     """Writes `chunks` to a new file in `directory` while hashing them.
 
     The file is removed on exit unless the body moved it elsewhere.
@@ -73,7 +76,7 @@ async def stage(directory: Path, chunks: AsyncIterator[bytes]) -> AsyncIterator[
             async for chunk in chunks:
                 size += len(chunk)
                 await asyncio.to_thread(_write, file, hasher, chunk)
-            await asyncio.to_thread(_finish, file)
+            await asyncio.to_thread(_finish, file, sync)
         finally:
             file.close()
         yield StagedUpload(path, hasher.hexdigest(), size)

@@ -210,6 +210,8 @@ class Stack:
                 "STORAGE_HTTP_HOST": "127.0.0.1",
                 "STORAGE_HTTP_PORT": "0",
                 "STORAGE_SIGNING_KEY": self.signing_key(),
+                # Like PostgreSQL's fsync=off in a non-durable stack (tests, benchmarks).
+                "STORAGE_FSYNC": "true" if self.durable else "false",
             }
         elif name == "renderer":
             # RENDERER_BACKEND stays "auto": Gemini when GEMINI_API_KEY is set, the local backend otherwise.
