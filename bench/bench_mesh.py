@@ -217,7 +217,10 @@ async def main() -> int:
     parser.add_argument("--jobs", type=int, default=150)
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument(
-        "--only", choices=["memory", "parallel", "overhead", "watch"], action="append", help="run only these parts"
+        "--only",
+        choices=["memory", "parallel", "overhead", "watch"],
+        action="append",
+        help="run only these parts",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mangakai-bench-") as tmp:
