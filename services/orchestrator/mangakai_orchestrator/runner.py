@@ -269,6 +269,9 @@ class JobRunner:
             )
             started = time.perf_counter()
             for attempt in range(self._settings.render_attempts):
+                # Only the first claim of a job's first run, on its first try, knows the panel
+                # cannot have been drawn already (by a worker that died, or by an earlier try).
+                request.fresh_output = job.attempts == 1 and job.run == 1 and attempt == 0
                 try:
                     response: renderer_pb2.RenderPanelResponse = await self._backends.renderer.RenderPanel(
                         request, timeout=self._settings.render_timeout_seconds

@@ -85,7 +85,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         key = request.output_blob_key
         art_key = art_blob_key(key)
         async with self._single_flight(key):
-            existing = await self._blobs.stat(key)
+            existing = None if request.fresh_output else await self._blobs.stat(key)
             if existing is not None:
                 # Drawn before (e.g. by a call whose caller died): never draw a panel twice.
                 PANELS_REUSED.inc()
