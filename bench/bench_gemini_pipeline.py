@@ -27,12 +27,14 @@ from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.stack import StackFactory
 from mangakai_renderer.local_art import draw_panel
 from mangakai_renderer.story_planner import plan_story
-from tests.integration.renderer.fake_gemini import FakeGemini
 
 ROOT = Path(__file__).resolve().parents[1]
 STORY = (ROOT / "samples" / "en" / "the_lighthouse_keeper.txt").read_text()
-sys.path.insert(0, str(ROOT / "bench"))
+# The fake Gemini server lives with the tests; the mesh client with the other benchmark.
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from bench_mesh import Client  # noqa: E402
+
+from tests.integration.renderer.fake_gemini import FakeGemini  # noqa: E402
 
 
 def local_panels_per_second(count: int) -> float:
