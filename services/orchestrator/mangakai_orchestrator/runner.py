@@ -18,7 +18,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -38,6 +39,7 @@ from mangakai_runtime.subjects import Subjects
 log = logging.getLogger(__name__)
 
 JobState = common_pb2.Job.State
+T = TypeVar("T")
 
 # Renderer failures worth another try: the call never completed or the service was overloaded.
 _TRANSIENT = {
@@ -186,24 +188,31 @@ class JobRunner:
         log.info("job %s finished %s", job.id, JobState.Name(event.job_state))
         return event.job_state
 
+    async def _with_retries(self, call: Callable[[int], Awaitable[T]]) -> T:
+        """`call(attempt)`, tried again after transient renderer errors (honouring RetryInfo),
+        at most `render_attempts` times; the last error is raised."""
+        for attempt in range(self._settings.render_attempts - 1):
+            try:
+                return await call(attempt)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in _TRANSIENT:
+                    raise
+                await asyncio.sleep(_retry_delay(exc, attempt))
+        return await call(self._settings.render_attempts - 1)
+
     async def _plan(self, job: ClaimedJob) -> common_pb2.ScenePlan:
         request = renderer_pb2.PlanStoryRequest(story=job.story, panel_count=job.panel_count, style=job.style)
-        for attempt in range(self._settings.render_attempts):
-            try:
-                plan: common_pb2.ScenePlan = await self._backends.renderer.PlanStory(
+        try:
+            plan: common_pb2.ScenePlan = await self._with_retries(
+                lambda _attempt: self._backends.renderer.PlanStory(
                     request, timeout=self._settings.plan_timeout_seconds
                 )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
-                    await asyncio.sleep(_retry_delay(exc, attempt))
-                    continue
-                raise PlanningError(_describe(exc)) from exc
-            if len(plan.scenes) != job.panel_count:
-                raise PlanningError(
-                    f"the plan has {len(plan.scenes)} scenes, {job.panel_count} were asked for"
-                )
-            return plan
-        raise PlanningError("no attempts left")
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise PlanningError(_describe(exc)) from exc
+        if len(plan.scenes) != job.panel_count:
+            raise PlanningError(f"the plan has {len(plan.scenes)} scenes, {job.panel_count} were asked for")
+        return plan
 
     async def _character_sheet(self, job: ClaimedJob, plan: common_pb2.ScenePlan) -> str:
         """The storage key of the job's character sheet, drawing it first when there is none yet.
@@ -222,24 +231,17 @@ class JobRunner:
             output_blob_key=character_sheet_key(job.id),
             language=plan.language,
         )
-        for attempt in range(self._settings.render_attempts):
-            try:
-                response: renderer_pb2.RenderCharacterSheetResponse = (
-                    await self._backends.renderer.RenderCharacterSheet(
-                        request, timeout=self._settings.render_timeout_seconds
-                    )
+        try:
+            response: renderer_pb2.RenderCharacterSheetResponse = await self._with_retries(
+                lambda _attempt: self._backends.renderer.RenderCharacterSheet(
+                    request, timeout=self._settings.render_timeout_seconds
                 )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
-                    await asyncio.sleep(_retry_delay(exc, attempt))
-                    continue
-                log.warning(
-                    "character sheet of job %s failed, drawing without it: %s", job.id, _describe(exc)
-                )
-                return ""
-            await self._emit(job.id, self._store.save_character_sheet(job.id, response.image))
-            return response.image.blob_key
-        return ""
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("character sheet of job %s failed, drawing without it: %s", job.id, _describe(exc))
+            return ""
+        await self._emit(job.id, self._store.save_character_sheet(job.id, response.image))
+        return response.image.blob_key
 
     async def _render(
         self,
@@ -268,41 +270,38 @@ class JobRunner:
                 aspect_ratio=panel_aspect_ratio(job.layout, pending.scene.shot),
             )
             started = time.perf_counter()
-            for attempt in range(self._settings.render_attempts):
+
+            def attempt_render(attempt: int) -> Awaitable[renderer_pb2.RenderPanelResponse]:
                 # Only the first claim of a job's first run, on its first try, knows the panel
                 # cannot have been drawn already (by a worker that died, or by an earlier try).
                 request.fresh_output = job.attempts == 1 and job.run == 1 and attempt == 0
-                try:
-                    response: renderer_pb2.RenderPanelResponse = await self._backends.renderer.RenderPanel(
-                        request, timeout=self._settings.render_timeout_seconds
-                    )
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() in _TRANSIENT and attempt + 1 < self._settings.render_attempts:
-                        await asyncio.sleep(_retry_delay(exc, attempt))
-                        continue
-                    reason = _describe(exc)
-                    log.warning("panel %d of job %s failed: %s", pending.number, job.id, reason)
-                    PANELS_FINISHED.labels("failed").inc()
-                    await self._emit(
-                        job.id, self._store.fail_version(job.id, pending.number, pending.version, reason)
-                    )
-                    return
-                if not response.image.blob_key:
-                    await self._emit(
-                        job.id,
-                        self._store.fail_version(
-                            job.id, pending.number, pending.version, "the renderer returned no image"
-                        ),
-                    )
-                    return
-                PANEL_RENDER_SECONDS.labels(response.backend or "unknown").observe(
-                    time.perf_counter() - started
+                return self._backends.renderer.RenderPanel(
+                    request, timeout=self._settings.render_timeout_seconds
                 )
-                PANELS_FINISHED.labels("drawn").inc()
+
+            try:
+                response: renderer_pb2.RenderPanelResponse = await self._with_retries(attempt_render)
+            except grpc.aio.AioRpcError as exc:
+                reason = _describe(exc)
+                log.warning("panel %d of job %s failed: %s", pending.number, job.id, reason)
+                PANELS_FINISHED.labels("failed").inc()
+                await self._emit(
+                    job.id, self._store.fail_version(job.id, pending.number, pending.version, reason)
+                )
+                return
+            if not response.image.blob_key:
                 await self._emit(
                     job.id,
-                    self._store.finish_version(
-                        job.id, pending.number, pending.version, response.image, response.art
+                    self._store.fail_version(
+                        job.id, pending.number, pending.version, "the renderer returned no image"
                     ),
                 )
                 return
+            PANEL_RENDER_SECONDS.labels(response.backend or "unknown").observe(time.perf_counter() - started)
+            PANELS_FINISHED.labels("drawn").inc()
+            await self._emit(
+                job.id,
+                self._store.finish_version(
+                    job.id, pending.number, pending.version, response.image, response.art
+                ),
+            )
