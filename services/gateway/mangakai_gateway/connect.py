@@ -19,27 +19,14 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError, ErrorDetail
 from connectrpc.request import RequestContext
 from google.rpc import status_pb2
-from grpc_status import rpc_status
 from protobuf.wkt import Any as AnyDetail
 
 from mangakai.v1 import common_pb2, jobs_connect, jobs_pb2, sessions_connect, sessions_pb2
 from mangakai_gateway.servicer import JobApi, SessionApi
-from mangakai_runtime.errors import ServiceError
+from mangakai_runtime.errors import status_of
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
-
-# Downstream codes that keep their meaning for the caller (as in mangakai_runtime.errors).
-_PASSTHROUGH = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.ALREADY_EXISTS,
-    grpc.StatusCode.CANCELLED,
-}
 
 
 def _code(code: grpc.StatusCode) -> Code:
@@ -52,23 +39,11 @@ def _from_status(status: status_pb2.Status, code: grpc.StatusCode) -> ConnectErr
 
 
 def connect_error(exc: Exception, method: str) -> ConnectError:
-    """The ConnectError a caller gets for an exception raised by the API."""
+    """The ConnectError a caller gets for an exception raised by the API (the same status as over gRPC)."""
     if isinstance(exc, ConnectError):
         return exc
-    if isinstance(exc, ServiceError):
-        return _from_status(exc.to_status(), exc.code)
-    if isinstance(exc, grpc.aio.AioRpcError):
-        code = exc.code()
-        if code in _PASSTHROUGH:
-            status = rpc_status.from_call(exc)
-            if status is None:
-                return ConnectError(_code(code), exc.details() or "")
-            return _from_status(status, code)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            log.warning("downstream unavailable in %s: %s", method, exc.details())
-            return ConnectError(Code.UNAVAILABLE, "a backend service is unavailable; retry later")
-    log.error("unexpected error in %s", method, exc_info=exc)
-    return ConnectError(Code.INTERNAL, "internal error")
+    code, status = status_of(exc, method)
+    return _from_status(status, code)
 
 
 @contextlib.contextmanager

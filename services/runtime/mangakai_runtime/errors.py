@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mangakai_runtime.handlers import typed
+from mangakai_runtime.handlers import guarded
 
 log = logging.getLogger(__name__)
 
@@ -140,24 +141,32 @@ _PASSTHROUGH = {
 }
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, method: str) -> None:
+def status_of(exc: BaseException, method: str) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The status a caller sees for an exception raised while serving `method`, on any protocol.
+
+    Our domain errors carry their own details; a downstream service's error in
+    `_PASSTHROUGH` keeps its code and details; a downstream that is unreachable
+    becomes UNAVAILABLE; anything else is INTERNAL, logged here and never shown.
+    """
     if isinstance(exc, ServiceError):
-        status = rpc_status.to_status(exc.to_status())
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        return exc.code, exc.to_status()
     if isinstance(exc, grpc.aio.AioRpcError):
         code = exc.code()
         if code in _PASSTHROUGH:
-            trailing = tuple(
-                (k, v)
-                for k, v in (exc.trailing_metadata() or ())
-                if k == rpc_status.GRPC_DETAILS_METADATA_KEY
-            )
-            await context.abort(code, exc.details() or "", trailing)
+            status = rpc_status.from_call(exc)
+            if status is None:
+                status = status_pb2.Status(code=code.value[0], message=exc.details() or "")
+            return code, status
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             log.warning("downstream unavailable in %s: %s", method, exc.details())
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "a backend service is unavailable; retry later")
-    log.exception("unexpected error in %s", method, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            return grpc.StatusCode.UNAVAILABLE, status_pb2.Status(
+                code=grpc.StatusCode.UNAVAILABLE.value[0],
+                message="a backend service is unavailable; retry later",
+            )
+    log.error("unexpected error in %s", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, status_pb2.Status(
+        code=grpc.StatusCode.INTERNAL.value[0], message="internal error"
+    )
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -171,53 +180,14 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        fields = typed(handler)
         method: str = handler_call_details.method
-        if fields.unary_unary:
-            inner_uu = fields.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await inner_uu(request, context)
-                except Exception as exc:
-                    await _abort(context, exc, method)
+        @asynccontextmanager
+        async def abort_on_error(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+            try:
+                yield
+            except Exception as exc:
+                code, status = status_of(exc, method)
+                await context.abort(code, status.message, rpc_status.to_status(status).trailing_metadata)
 
-            wrapped_uu: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(
-                unary_unary, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_uu
-        if fields.unary_stream:
-            inner_us = fields.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    async for item in inner_us(request, context):
-                        yield item
-                except Exception as exc:
-                    await _abort(context, exc, method)
-
-            wrapped_us: grpc.RpcMethodHandler = grpc.unary_stream_rpc_method_handler(
-                unary_stream, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_us
-        if fields.stream_unary:
-            inner_su = fields.stream_unary
-
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await inner_su(requests, context)
-                except Exception as exc:
-                    await _abort(context, exc, method)
-
-            wrapped_su: grpc.RpcMethodHandler = grpc.stream_unary_rpc_method_handler(
-                stream_unary, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_su
-        return handler
-
-
-def code_name(code: int) -> str:
-    """The canonical name of a google.rpc code number."""
-    return str(code_pb2.Code.Name(code))
+        return guarded(handler, abort_on_error)

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
-from mangakai_runtime.handlers import typed
+from mangakai_runtime.handlers import guarded
 
 log = logging.getLogger(__name__)
 
@@ -152,65 +153,20 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        fields = typed(handler)
         service, method = _split(handler_call_details.method)
 
-        def record(started: float, context: grpc.aio.ServicerContext[Any, Any], failed: bool) -> None:
-            code = context.code()
-            if code is None:
-                code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            GRPC_HANDLED.labels(service, method, name).inc()
-            GRPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
+        @asynccontextmanager
+        async def measured(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
+            started, failed = time.perf_counter(), True
+            try:
+                yield
+                failed = False
+            finally:
+                code = context.code()
+                if code is None:
+                    code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+                name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+                GRPC_HANDLED.labels(service, method, name).inc()
+                GRPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
 
-        if fields.unary_unary:
-            inner_uu = fields.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                started, failed = time.perf_counter(), True
-                try:
-                    result = await inner_uu(request, context)
-                    failed = False
-                    return result
-                finally:
-                    record(started, context, failed)
-
-            wrapped_uu: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(
-                unary_unary, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_uu
-        if fields.unary_stream:
-            inner_us = fields.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                started, failed = time.perf_counter(), True
-                try:
-                    async for item in inner_us(request, context):
-                        yield item
-                    failed = False
-                finally:
-                    record(started, context, failed)
-
-            wrapped_us: grpc.RpcMethodHandler = grpc.unary_stream_rpc_method_handler(
-                unary_stream, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_us
-        if fields.stream_unary:
-            inner_su = fields.stream_unary
-
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                started, failed = time.perf_counter(), True
-                try:
-                    result = await inner_su(requests, context)
-                    failed = False
-                    return result
-                finally:
-                    record(started, context, failed)
-
-            wrapped_su: grpc.RpcMethodHandler = grpc.stream_unary_rpc_method_handler(
-                stream_unary, fields.request_deserializer, fields.response_serializer
-            )
-            return wrapped_su
-        return handler
+        return guarded(handler, measured)
