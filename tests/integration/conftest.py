@@ -13,14 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from mangakai_devstack.nats import NatsServer
 from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.stack import Stack, StackFactory
+from tests.integration.mesh_client import Session, new_session
 
 HERE = Path(__file__).parent
 
@@ -90,3 +92,16 @@ def make_module_stack(
 def stack(make_module_stack: StackFactory) -> Stack:
     """The four real services with default settings, shared by the tests of a module."""
     return make_module_stack()
+
+
+@pytest.fixture
+async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the module's stack's gateway."""
+    async with grpc.aio.insecure_channel(stack.gateway_address) as ch:
+        yield ch
+
+
+@pytest.fixture
+async def session(channel: grpc.aio.Channel) -> Session:
+    """A new session on the module's stack."""
+    return await new_session(channel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,19 +11,7 @@ import pytest
 from PIL import Image
 
 from mangakai.v1 import common_pb2, jobs_pb2
-from mangakai_devstack.stack import Stack
 from tests.integration.mesh_client import Session, field_violations, new_session
-
-
-@pytest.fixture
-async def channel(stack: Stack) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(stack.gateway_address) as ch:
-        yield ch
-
-
-@pytest.fixture
-async def session(channel: grpc.aio.Channel) -> Session:
-    return await new_session(channel)
 
 
 def _png(size: int) -> bytes:
