@@ -15,15 +15,12 @@ import argparse
 import asyncio
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import grpc
 
 from mangakai.v1 import common_pb2, jobs_pb2
-from mangakai_devstack.nats import NatsServer
-from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.stack import StackFactory
 from mangakai_renderer.local_art import draw_panel
 from mangakai_renderer.story_planner import plan_story
@@ -32,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STORY = (ROOT / "samples" / "en" / "the_lighthouse_keeper.txt").read_text()
 # The fake Gemini server lives with the tests; the mesh client with the other benchmark.
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from bench_mesh import Client  # noqa: E402
+from bench_mesh import Client, stacks  # noqa: E402
 
 from tests.integration.renderer.fake_gemini import FakeGemini  # noqa: E402
 
@@ -80,22 +77,10 @@ async def main() -> int:
     args = parser.parse_args()
 
     print(f"local backend: {local_panels_per_second(10):.1f} panels/s (1024 px, one core)")
-    with tempfile.TemporaryDirectory(prefix="mangakai-bench-") as tmp, FakeGemini() as gemini:
-        base = Path(tmp)
-        base.chmod(0o755)  # noqa: ASYNC240 - the postgres user must enter it; once, before any I/O
+    with stacks() as factory, FakeGemini() as gemini:
         gemini.add_rule("ok", times=None, delay=args.latency, model="")
-        postgres = PostgresServer(base / "pg", durable=False)
-        nats = NatsServer(base / "nats")
-        postgres.start()
-        nats.start()
-        factory = StackFactory(postgres, nats, base / "stacks")
-        try:
-            parallel = await ten_panel_job(factory, gemini, args.concurrency)
-            sequential = await ten_panel_job(factory, gemini, 1)
-        finally:
-            factory.close()
-            nats.stop()
-            postgres.stop()
+        parallel = await ten_panel_job(factory, gemini, args.concurrency)
+        sequential = await ten_panel_job(factory, gemini, 1)
     latency = args.latency
     # Plan (a text request, also answered after L) + character sheet (L) + the panels.
     ideal = 2 * latency + math.ceil(10 / args.concurrency) * latency

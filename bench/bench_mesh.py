@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -39,6 +41,28 @@ TERMINAL = (
     common_pb2.Job.State.STATE_FAILED,
     common_pb2.Job.State.STATE_CANCELLED,
 )
+
+
+@contextlib.contextmanager
+def stacks() -> Iterator[StackFactory]:
+    """One non-durable PostgreSQL and nats-server in a temporary directory, and a factory of
+    service stacks on them; everything is stopped on the way out."""
+    with tempfile.TemporaryDirectory(prefix="mangakai-bench-") as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)  # the postgres user must enter it
+        postgres = PostgresServer(base / "pg", durable=False)
+        nats = NatsServer(base / "nats")
+        postgres.start()
+        try:
+            nats.start()
+            factory = StackFactory(postgres, nats, base / "stacks")
+            try:
+                yield factory
+            finally:
+                factory.close()
+                nats.stop()
+        finally:
+            postgres.stop()
 
 
 def report(name: str, value: str, target: str, ok: bool) -> None:
@@ -223,28 +247,16 @@ async def main() -> int:
         help="run only these parts",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mangakai-bench-") as tmp:
-        base = Path(tmp)
-        base.chmod(0o755)  # noqa: ASYNC240 - the postgres user must enter it; once, before any I/O
-        postgres = PostgresServer(base / "pg", durable=False)
-        nats = NatsServer(base / "nats")
-        postgres.start()
-        nats.start()
-        factory = StackFactory(postgres, nats, base / "stacks")
-        try:
-            parts = set(args.only or ["memory", "parallel", "overhead", "watch"])
-            if "memory" in parts:
-                idle_memory(factory)
-            if "parallel" in parts:
-                await parallel_rendering(factory, args.latency, args.concurrency)
-            if "overhead" in parts:
-                await overhead_and_throughput(factory, args.jobs)
-            if "watch" in parts:
-                await watch_fan_out(factory, args.watchers)
-        finally:
-            factory.close()
-            nats.stop()
-            postgres.stop()
+    parts = set(args.only or ["memory", "parallel", "overhead", "watch"])
+    with stacks() as factory:
+        if "memory" in parts:
+            idle_memory(factory)
+        if "parallel" in parts:
+            await parallel_rendering(factory, args.latency, args.concurrency)
+        if "overhead" in parts:
+            await overhead_and_throughput(factory, args.jobs)
+        if "watch" in parts:
+            await watch_fan_out(factory, args.watchers)
     return 0
 
 
