@@ -59,7 +59,6 @@ async def run(service: ServiceMain, settings: StorageSettings) -> None:
         backend,
         max_blob_bytes=settings.storage_max_blob_bytes,
         default_ttl_seconds=settings.storage_url_ttl_seconds,
-        staging_dir=settings.storage_data_dir / "tmp",
         webp_quality=settings.webp_quality,
         thumbnail_pixels=settings.thumbnail_pixels,
     )

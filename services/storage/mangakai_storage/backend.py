@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+
+from mangakai_storage.staging import StagedUpload
 
 READ_CHUNK_BYTES = 256 * 1024
 """Size of the pieces a blob is read in (and streamed to clients)."""
@@ -63,20 +66,16 @@ class BlobBackend(Protocol):
     async def close(self) -> None:
         """Releases connections; called once at shutdown."""
 
-    async def put(
-        self,
-        key: str,
-        content_type: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        check: ContentCheck | None = None,
-    ) -> BlobInfo:
-        """Writes a blob from `chunks`.
+    def stage(self, chunks: AsyncIterator[bytes]) -> AbstractAsyncContextManager[StagedUpload]:
+        """Writes `chunks` to a private temporary file, hashing them; the file goes away on exit.
 
-        The blob becomes visible only after `chunks` is exhausted without an
-        error and `check` accepts the bytes; until then readers see the
-        previous blob or none. Writing the same bytes again changes nothing.
+        Nothing is visible to readers until `commit`.
         """
+        ...
+
+    async def commit(self, key: str, content_type: str, staged: StagedUpload) -> BlobInfo:
+        """Makes a staged upload the blob at `key`, atomically (readers see the old blob or the
+        new one, never part of it). Committing the same bytes again changes nothing."""
         ...
 
     def open(self, key: str) -> AbstractAsyncContextManager[BlobReader]:
@@ -98,3 +97,19 @@ class BlobBackend(Protocol):
     async def sign(self, key: str, ttl_seconds: int) -> SignedLocation:
         """A URL that downloads the blob for `ttl_seconds`; the blob need not exist yet."""
         ...
+
+
+async def put(
+    backend: BlobBackend,
+    key: str,
+    content_type: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    check: ContentCheck | None = None,
+) -> BlobInfo:
+    """Writes a blob from `chunks`: visible only once `chunks` is exhausted without an error
+    and `check` (run on the staged file) accepts the bytes."""
+    async with backend.stage(chunks) as staged:
+        if check is not None:
+            await asyncio.to_thread(check, staged.path)
+        return await backend.commit(key, content_type, staged)

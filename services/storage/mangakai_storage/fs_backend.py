@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mangakai_runtime.errors import NotFound
-from mangakai_storage.backend import READ_CHUNK_BYTES, BlobInfo, BlobReader, ContentCheck, SignedLocation
+from mangakai_storage.backend import READ_CHUNK_BYTES, BlobInfo, BlobReader, SignedLocation
 from mangakai_storage.signing import UrlSigner
-from mangakai_storage.staging import clean_staging_dir, stage
+from mangakai_storage.staging import StagedUpload, clean_staging_dir, stage
 
 log = logging.getLogger(__name__)
 
@@ -184,22 +184,16 @@ class FsBlobBackend:
             self._sweep({current.sha256})
         return info
 
-    async def put(
-        self,
-        key: str,
-        content_type: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        check: ContentCheck | None = None,
-    ) -> BlobInfo:
+    def stage(self, chunks: AsyncIterator[bytes]) -> AbstractAsyncContextManager[StagedUpload]:
+        # In the data directory's own tmp/, so that commit is a rename on one filesystem.
+        return stage(self._tmp, chunks, sync=self._sync)
+
+    async def commit(self, key: str, content_type: str, staged: StagedUpload) -> BlobInfo:
         self._ref_path(key)
-        async with stage(self._tmp, chunks, sync=self._sync) as staged:
-            if check is not None:
-                await asyncio.to_thread(check, staged.path)
-            async with self._lock:
-                return await asyncio.to_thread(
-                    self._commit, staged.path, key, content_type, staged.sha256, staged.size
-                )
+        async with self._lock:
+            return await asyncio.to_thread(
+                self._commit, staged.path, key, content_type, staged.sha256, staged.size
+            )
 
     # Reading.
 

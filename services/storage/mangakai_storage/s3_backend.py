@@ -26,8 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from mangakai_runtime.errors import NotFound
-from mangakai_storage.backend import READ_CHUNK_BYTES, BlobInfo, BlobReader, ContentCheck, SignedLocation
-from mangakai_storage.staging import clean_staging_dir, stage
+from mangakai_storage.backend import READ_CHUNK_BYTES, BlobInfo, BlobReader, SignedLocation
+from mangakai_storage.staging import StagedUpload, clean_staging_dir, stage
 
 log = logging.getLogger(__name__)
 
@@ -172,35 +172,29 @@ class S3BlobBackend:
 
     # Writing.
 
-    async def put(
-        self,
-        key: str,
-        content_type: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        check: ContentCheck | None = None,
-    ) -> BlobInfo:
-        async with stage(self._staging, chunks) as staged:
-            if check is not None:
-                await asyncio.to_thread(check, staged.path)
-            current = await self._head(key)
-            if (
-                current is not None
-                and current[0].sha256 == staged.sha256
-                and current[0].content_type == content_type
-            ):
-                return current[0]
-            extra: dict[str, Any] = {
-                "ContentType": content_type,
-                "Metadata": {SHA256_METADATA: staged.sha256},
-            }
-            if self._sse:
-                extra["ServerSideEncryption"] = self._sse
-            if staged.size <= MULTIPART_THRESHOLD:
-                body = await asyncio.to_thread(staged.path.read_bytes)
-                await self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=body, **extra)
-            else:
-                await self._put_multipart(key, staged.path, staged.size, extra)
+    def stage(self, chunks: AsyncIterator[bytes]) -> AbstractAsyncContextManager[StagedUpload]:
+        # Only read back to upload it: the bucket, not this file, is what must be durable.
+        return stage(self._staging, chunks, sync=False)
+
+    async def commit(self, key: str, content_type: str, staged: StagedUpload) -> BlobInfo:
+        current = await self._head(key)
+        if (
+            current is not None
+            and current[0].sha256 == staged.sha256
+            and current[0].content_type == content_type
+        ):
+            return current[0]
+        extra: dict[str, Any] = {
+            "ContentType": content_type,
+            "Metadata": {SHA256_METADATA: staged.sha256},
+        }
+        if self._sse:
+            extra["ServerSideEncryption"] = self._sse
+        if staged.size <= MULTIPART_THRESHOLD:
+            body = await asyncio.to_thread(staged.path.read_bytes)
+            await self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=body, **extra)
+        else:
+            await self._put_multipart(key, staged.path, staged.size, extra)
         written = await self._head(key)
         if written is None:
             raise RuntimeError(f"blob {key} vanished right after it was written")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,12 +12,11 @@ from google.protobuf import timestamp_pb2
 
 from mangakai.v1 import common_pb2, storage_pb2, storage_pb2_grpc
 from mangakai_runtime.errors import FieldViolation, InvalidArgument
-from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo, ContentCheck
+from mangakai_storage.backend import READ_CHUNK_BYTES, BlobBackend, BlobInfo, ContentCheck, put
 from mangakai_storage.content import content_check, content_type_problem
 from mangakai_storage.derivatives import WEBP_CONTENT_TYPE, derivable, make_derivatives
 from mangakai_storage.keys import key_problem, prefix_problem, validate_key
 from mangakai_storage.metrics import BLOBS_WRITTEN, BYTES_IN, BYTES_OUT, DERIVATIVES_WRITTEN
-from mangakai_storage.staging import stage
 
 MAX_CHUNK_BYTES = 1024 * 1024
 MAX_SIGN_KEYS = 500
@@ -46,12 +44,6 @@ async def _bytes_once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as file:
-        while chunk := await asyncio.to_thread(file.read, READ_CHUNK_BYTES):
-            yield chunk
-
-
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     """Serves StorageService from one backend."""
 
@@ -61,14 +53,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         *,
         max_blob_bytes: int,
         default_ttl_seconds: int,
-        staging_dir: Path,
         webp_quality: int = 85,
         thumbnail_pixels: int = 320,
     ) -> None:
         self._backend = backend
         self._max_blob_bytes = max_blob_bytes
         self._default_ttl_seconds = default_ttl_seconds
-        self._staging_dir = staging_dir
         self._webp_quality = webp_quality
         self._thumbnail_pixels = thumbnail_pixels
 
@@ -138,7 +128,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if derivable(header.key, header.content_type):
             info = await self._put_with_derivatives(header.key, header.content_type, chunks(), check)
         else:
-            info = await self._backend.put(header.key, header.content_type, chunks(), check=check)
+            info = await put(self._backend, header.key, header.content_type, chunks(), check=check)
         BLOBS_WRITTEN.labels(backend_name).inc()
         return blob_proto(info)
 
@@ -150,8 +140,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         In this order, so that whoever sees the image (and a retried upload
         after a crash) finds its derivatives too.
         """
-        # A scratch copy (the backend stages the blob again): no need to fsync it.
-        async with stage(self._staging_dir, chunks, sync=False) as staged:
+        async with self._backend.stage(chunks) as staged:
             if check is not None:
                 await asyncio.to_thread(check, staged.path)
             derived = await asyncio.to_thread(
@@ -163,12 +152,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             )
             await asyncio.gather(
                 *(
-                    self._backend.put(derivative.key, WEBP_CONTENT_TYPE, _bytes_once(derivative.data))
+                    put(self._backend, derivative.key, WEBP_CONTENT_TYPE, _bytes_once(derivative.data))
                     for derivative in derived
                 )
             )
             DERIVATIVES_WRITTEN.labels(self._backend.name).inc(len(derived))
-            return await self._backend.put(key, content_type, _file_chunks(staged.path))
+            return await self._backend.commit(key, content_type, staged)
 
     async def GetBlob(
         self, request: storage_pb2.GetBlobRequest, context: grpc.aio.ServicerContext[Any, Any]
