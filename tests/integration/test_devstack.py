@@ -264,13 +264,15 @@ def test_stack_wires_the_services_together(
     assert stack.storage_http_url == f"http://127.0.0.1:{storage.ports['http_port']}"
     assert _accepts_tcp(storage.ports["http_port"])
 
-    assert wiring["renderer"]["STORAGE_ADDR"] == storage.address
+    # Services reach each other through the stack's DNS name of each service, at its port.
+    assert stack.target("storage") == f"dns://127.0.0.1:{stack.dns.port}/storage.mangakai.test:{storage.port}"
+    assert wiring["renderer"]["STORAGE_ADDR"] == stack.target("storage")
     assert wiring["renderer"]["RENDERER_BACKEND"] == "gemini"
-    assert wiring["orchestrator"]["RENDERER_ADDR"] == stack.service("renderer").address
-    assert wiring["gateway"]["ORCHESTRATOR_ADDR"] == stack.service("orchestrator").address
+    assert wiring["orchestrator"]["RENDERER_ADDR"] == stack.target("renderer")
+    assert wiring["gateway"]["ORCHESTRATOR_ADDR"] == stack.target("orchestrator")
     assert wiring["gateway"]["STANDIN_MARK"] == "from-overrides"
     for name in ("orchestrator", "gateway"):
-        assert wiring[name]["STORAGE_ADDR"] == storage.address
+        assert wiring[name]["STORAGE_ADDR"] == stack.target("storage")
         assert wiring[name]["NATS_URL"] == nats.url
         assert wiring[name]["DATABASE_URL"] == stack.database_url
     assert stack.gateway_address == stack.service("gateway").address

@@ -108,6 +108,10 @@ def channel(target: str) -> grpc.aio.Channel:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),
+            # Re-resolution happens only when a connection goes away (a server's
+            # max_connection_age, a replica gone), so this cap on its rate can be low:
+            # a replica added behind the name is found within a second of the next GOAWAY.
+            ("grpc.dns_min_time_between_resolutions_ms", 1_000),
         ],
         interceptors=trace_context_interceptors(),
     )

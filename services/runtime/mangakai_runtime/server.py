@@ -4,7 +4,8 @@
 interceptors, the standard health service and reflection, bound to the given
 port (0 picks a free one; tests rely on that). `serve` runs a service until
 SIGTERM/SIGINT and then shuts it down in order: health NOT_SERVING, stop
-taking work, drain, close clients.
+taking work, drain the gRPC server and any other listener together, close
+clients.
 """
 
 from __future__ import annotations
@@ -29,20 +30,30 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from mangakai_runtime.errors import ErrorInterceptor
 from mangakai_runtime.log import configure_logging
 from mangakai_runtime.settings import ServiceSettings
-from mangakai_runtime.telemetry import MetricsInterceptor, configure_tracing, start_metrics_server
+from mangakai_runtime.telemetry import (
+    UNTRACED_METHODS,
+    MetricsInterceptor,
+    configure_tracing,
+    start_metrics_server,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A listener gets the shutdown grace to drain, and this long again to return before it is cancelled.
+LISTENER_STOP_MARGIN_SECONDS = 1.0
 
-# Not traced: health checks, reflection, and WatchJob, a long-lived stream that would
-# only add a span event per message to every watcher's stream (a measurable cost when
-# hundreds of clients watch one job; see bench/bench_mesh.py).
+Listener = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+"""A server besides the gRPC one (e.g. the gateway's web listener): serves until the event is set,
+then stops accepting connections, lets the calls in flight finish within the shutdown grace and
+returns. `ServiceMain.serve` drains it together with the gRPC server."""
+
+# Not traced: health checks, reflection, and the long-lived streams of UNTRACED_METHODS.
 _TRACED = filters.negate(
     filters.any_of(
         filters.health_check(),
         filters.service_prefix("grpc.reflection"),
-        filters.full_method_name("/mangakai.v1.JobService/WatchJob"),
+        *(filters.full_method_name(name) for name in sorted(UNTRACED_METHODS)),
     )
 )
 
@@ -69,12 +80,21 @@ async def create_server(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    max_connection_age_seconds: float = 30.0,
+    max_connection_age_grace_seconds: float = 600.0,
 ) -> Server:
     """Builds and starts a server.
 
     `registrations` are (add_XServicer_to_server, servicer, full service name)
     triples, e.g. `(jobs_pb2_grpc.add_JobServiceServicer_to_server, servicer,
     "mangakai.v1.JobService")`.
+
+    Connections are aged: after `max_connection_age_seconds` (gRPC adds +-10 %
+    jitter) the server sends GOAWAY, the client opens a new connection and, as
+    the connection went away, re-resolves its target. That is how a client
+    holding a `dns:///` channel to a headless Service (or the dev stack's DNS)
+    finds replicas added after it connected; without it a long-lived channel
+    never sends work to new pods. Calls in flight get the grace to finish.
     """
     server = grpc.aio.server(
         interceptors=[aio_server_interceptor(filter_=_TRACED), MetricsInterceptor(), ErrorInterceptor()],
@@ -84,6 +104,8 @@ async def create_server(
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_connection_age_ms", int(max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(max_connection_age_grace_seconds * 1000)),
         ],
     )
     names: list[str] = []
@@ -122,19 +144,32 @@ class ServiceMain:
         registrations: Sequence[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]],
         *,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        listeners: Sequence[Listener] = (),
     ) -> None:
-        """Serves until SIGTERM or SIGINT, then shuts down gracefully."""
+        """Serves until SIGTERM or SIGINT, then shuts down gracefully.
+
+        `background` tasks are cancelled when shutdown begins; `listeners` are told to
+        drain at the same moment as the gRPC server and get the same grace.
+        """
         metrics_port = -1
         if self.settings.metrics_port >= 0:
             metrics_port = start_metrics_server(self.settings.metrics_port)
         server = await create_server(
-            registrations, host=self.settings.grpc_host, port=self.settings.grpc_port
+            registrations,
+            host=self.settings.grpc_host,
+            port=self.settings.grpc_port,
+            max_connection_age_seconds=self.settings.grpc_max_connection_age_seconds,
+            max_connection_age_grace_seconds=self.settings.grpc_max_connection_age_grace_seconds,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(job(), name=f"{self.name}-background") for job in background]
+        draining = asyncio.Event()
+        serving = [
+            asyncio.create_task(listener(draining), name=f"{self.name}-listener") for listener in listeners
+        ]
         self._write_ready_file({"grpc_port": server.port, "metrics_port": metrics_port, **self.extra_ports})
         log.info(
             "%s serving gRPC on %s:%d (metrics %d)",
@@ -144,7 +179,7 @@ class ServiceMain:
             metrics_port,
         )
         stop_wait = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([stop_wait, *tasks, *serving], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stop_wait and task.exception() is not None:
                 log.error("background task failed; shutting down", exc_info=task.exception())
@@ -155,7 +190,11 @@ class ServiceMain:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await server.grpc_server.stop(self.settings.shutdown_grace_seconds)
+        # Both listeners stop accepting now and drain side by side: a browser call in flight
+        # gets the same grace as a gRPC one (the web listener used to be cancelled first).
+        draining.set()
+        grace = self.settings.shutdown_grace_seconds
+        await asyncio.gather(server.grpc_server.stop(grace), _drain(serving, grace))
         for hook in self.on_shutdown:
             try:
                 await hook()
@@ -171,3 +210,16 @@ class ServiceMain:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), **ports}))
         tmp.replace(path)
+
+
+async def _drain(listeners: Sequence[asyncio.Task[None]], grace: float) -> None:
+    """Waits for draining listeners to return; cancels those still running after the grace."""
+    if not listeners:
+        return
+    _, late = await asyncio.wait(listeners, timeout=grace + LISTENER_STOP_MARGIN_SECONDS)
+    for task in late:
+        log.warning("listener %s did not drain within %.1f s; cancelled", task.get_name(), grace)
+        task.cancel()
+    for result in await asyncio.gather(*listeners, return_exceptions=True):
+        if isinstance(result, Exception):
+            log.error("listener failed while draining", exc_info=result)

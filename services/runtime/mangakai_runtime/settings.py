@@ -24,9 +24,22 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(
         -1, ge=-1, le=65535, description="Prometheus port; 0 picks a free one, -1 disables."
     )
+    mangakai_environment: Literal["development", "production"] = Field(
+        "development",
+        description="production: refuse settings that only make sense on a developer's machine",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+    grpc_max_connection_age_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Connections older than this are closed gracefully so that clients re-resolve "
+        "and reach replicas added since they connected",
+    )
+    grpc_max_connection_age_grace_seconds: float = Field(
+        600.0, gt=0, description="How long calls on an aged connection may still run"
+    )
     ready_file: Path | None = Field(
         None, description="When set, the bound ports are written here as JSON once the service is serving."
     )
@@ -39,3 +52,8 @@ class ServiceSettings(BaseSettings):
         except ValidationError as exc:
             lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
             sys.exit(f"invalid settings for {cls.__name__}:\n" + "\n".join(lines))
+
+
+def nats_servers(url: str) -> list[str]:
+    """The servers of a NATS_URL setting: one URL, or a cluster's URLs separated by commas."""
+    return [server.strip() for server in url.split(",") if server.strip()]

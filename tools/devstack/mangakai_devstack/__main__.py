@@ -1,9 +1,14 @@
 """Command line for the local stack (`make up`, `make down`, `make run`).
 
-    python -m mangakai_devstack up     [--dir .run]   start detached, write <dir>/stack.json, print the gateway address
+    python -m mangakai_devstack up     [--dir .run] [--replicas N] [--nats-cluster 3]
+                                       start detached, write <dir>/stack.json, print the gateway address
     python -m mangakai_devstack down   [--dir .run]   stop what stack.json (or the ready files) name
     python -m mangakai_devstack status [--dir .run]   show each component and whether it is alive
     python -m mangakai_devstack run    [--dir .run]   like up, but in the foreground until Ctrl-C
+
+`--replicas N` runs N processes of every service (replica i on 127.0.0.(i+1),
+all reached through one name per service served by the stack's own DNS);
+`--nats-cluster 3` runs a three-node JetStream cluster instead of one server.
 
 `down` and `status` run in a different process from the one that started the
 stack, so they work from pids; a pid is signalled only when its command line
@@ -18,11 +23,13 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from mangakai_devstack.dns import DnsError
 from mangakai_devstack.nats import NatsError
 from mangakai_devstack.postgres import PostgresError, PostgresServer
 from mangakai_devstack.processes import command_line, is_alive, log_tail, stop_pid
@@ -36,16 +43,24 @@ STOP_TIMEOUT = 15.0
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     directory = Path(args.dir).absolute()
-    if args.command == "up":
-        return up(directory, _modules(args.module))
-    if args.command == "run":
-        return run(directory, _modules(args.module))
+    if args.command in ("up", "run"):
+        shape = StackShape(_modules(args.module), args.replicas, args.nats_cluster)
+        return up(directory, shape) if args.command == "up" else run(directory, shape)
     if args.command == "down":
         return down(directory)
     return status(directory)
 
 
-def up(directory: Path, modules: Mapping[str, str]) -> int:
+@dataclass(frozen=True)
+class StackShape:
+    """What `up`/`run` start: stand-in modules, replicas per service, NATS nodes."""
+
+    modules: Mapping[str, str]
+    replicas: int = 1
+    nats_nodes: int = 1
+
+
+def up(directory: Path, shape: StackShape) -> int:
     state = _read_state(directory)
     if state is not None:
         if _all_alive(state):
@@ -56,7 +71,7 @@ def up(directory: Path, modules: Mapping[str, str]) -> int:
             return 0
         _say(f"stack in {directory} is partly down; stopping what is left first")
         down(directory)
-    stack = _start(directory, modules)
+    stack = _start(directory, shape)
     if stack is None:
         return 1
     _say(
@@ -68,14 +83,14 @@ def up(directory: Path, modules: Mapping[str, str]) -> int:
     return 0
 
 
-def run(directory: Path, modules: Mapping[str, str]) -> int:
+def run(directory: Path, shape: StackShape) -> int:
     """Starts the stack and keeps it until SIGINT/SIGTERM or until a component dies."""
     if (state := _read_state(directory)) is not None and _all_alive(state):
         _say(f"a stack is already up in {directory}; stop it first (python -m mangakai_devstack down)")
         return 1
     if state is not None:
         down(directory)
-    stack = _start(directory, modules)
+    stack = _start(directory, shape)
     if stack is None:
         return 1
 
@@ -91,11 +106,17 @@ def run(directory: Path, modules: Mapping[str, str]) -> int:
     try:
         while True:
             time.sleep(0.5)
-            dead = [name for name, service in stack.services.items() if not service.is_running()]
+            dead = [
+                service
+                for name in stack.services
+                for service in stack.replicas(name)
+                if not service.is_running()
+            ]
             if dead or not stack.nats.is_running():
-                for name in dead:
-                    service = stack.service(name)
-                    _say(f"{name} exited with {service.returncode}:\n{log_tail(service.log_path, 20)}")
+                for service in dead:
+                    _say(
+                        f"{service.name} exited with {service.returncode}:\n{log_tail(service.log_path, 20)}"
+                    )
                 if not stack.nats.is_running():
                     _say(f"nats-server exited:\n{log_tail(stack.nats.log_path, 20)}")
                 code = 1
@@ -113,17 +134,26 @@ def run(directory: Path, modules: Mapping[str, str]) -> int:
 def down(directory: Path) -> int:
     """Stops the services (reverse order), NATS, then PostgreSQL; removes stack.json."""
     state = _read_state(directory) or {}
-    services: dict[str, Any] = state.get("services") or _services_from_ready_files(directory)
+    replicas: list[dict[str, Any]] = state.get("replicas") or [
+        {"service": name, **service}
+        for name, service in (state.get("services") or _services_from_ready_files(directory)).items()
+    ]
     stopped: list[str] = []
-    for name in reversed(list(services)):
-        pid, module = services[name].get("pid"), services[name].get("module") or SERVICE_MODULES.get(name, "")
+    for replica in reversed(replicas):
+        name = replica.get("service", "")
+        pid, module = replica.get("pid"), replica.get("module") or SERVICE_MODULES.get(name, "")
         if isinstance(pid, int) and _is_our_service(pid, module):
             stop_pid(pid, STOP_TIMEOUT)
-            stopped.append(name)
-    nats_pids = [state["nats"]["pid"]] if state.get("nats", {}).get("owned") else []
+            stopped.append(name if not replica.get("index") else f"{name}-{replica['index']}")
+    dns_pid = state.get("dns", {}).get("pid")
+    if isinstance(dns_pid, int) and _is_our_service(dns_pid, "mangakai_devstack.dns"):
+        stop_pid(dns_pid, STOP_TIMEOUT)
+        stopped.append("dns")
+    nats = state.get("nats", {})
+    nats_pids = [node.get("pid") for node in nats.get("nodes") or [nats]] if nats.get("owned") else []
     if not state:
         nats_pids = [
-            int(p.stem.rsplit("_", 1)[-1]) for p in (directory / "nats" / "ports").glob("nats-server_*.ports")
+            int(p.stem.rsplit("_", 1)[-1]) for p in (directory / "nats").glob("**/ports/nats-server_*.ports")
         ]
     for pid in nats_pids:
         if isinstance(pid, int) and _is_nats(pid):
@@ -145,10 +175,21 @@ def status(directory: Path) -> int:
         _say(f"no stack in {directory} (no {STATE_FILE})")
         return 1
     rows = [("postgres", state["postgres"]["pid"], _postgres_alive(state), state["database_url"])]
-    rows.append(("nats", state["nats"]["pid"], _nats_alive(state), state["nats"]["url"]))
-    for name, service in state["services"].items():
-        where = service["address"] + (f"  http {state['storage_http_url']}" if name == "storage" else "")
-        rows.append((name, service["pid"], _service_alive(service), where))
+    for index, node in enumerate(state["nats"].get("nodes") or [state["nats"]]):
+        label = "nats" if len(state["nats"].get("nodes") or [1]) == 1 else f"nats-{index}"
+        rows.append((label, node["pid"], _is_alive_nats(node.get("pid")), node["url"]))
+    replicas = state.get("replicas") or [
+        {"service": n, "index": 0, **s} for n, s in state["services"].items()
+    ]
+    for replica in replicas:
+        name = replica["service"] if not replica.get("index") else f"{replica['service']}-{replica['index']}"
+        http = (
+            state.get("storage_http_url")
+            if replica["service"] == "storage" and not replica.get("index")
+            else None
+        )
+        where = replica["address"] + (f"  http {http}" if http else "")
+        rows.append((name, replica["pid"], _service_alive(replica), where))
     for name, pid, alive, where in rows:
         print(f"{name:<13} {'up' if alive else 'DOWN':<5} pid {pid!s:<8} {where}")
     print(f"gateway: {state['gateway_address']}   logs: {Path(state['base_dir']) / 'logs'}")
@@ -160,11 +201,18 @@ def status(directory: Path) -> int:
 # Helpers
 
 
-def _start(directory: Path, modules: Mapping[str, str]) -> Stack | None:
-    stack = Stack(directory, durable=True, detach=True, modules=modules)
+def _start(directory: Path, shape: StackShape) -> Stack | None:
+    stack = Stack(
+        directory,
+        durable=True,
+        detach=True,
+        modules=shape.modules,
+        replicas=shape.replicas,
+        nats_nodes=shape.nats_nodes,
+    )
     try:
         stack.start()
-    except (ServiceStartError, PostgresError, NatsError) as exc:
+    except (ServiceStartError, PostgresError, NatsError, DnsError) as exc:
         _say(f"the stack did not start: {exc}")
         return None
     _write_state(directory, stack.describe())
@@ -213,9 +261,12 @@ def _postgres_alive(state: dict[str, Any]) -> bool:
     )
 
 
-def _nats_alive(state: dict[str, Any]) -> bool:
-    pid = state["nats"]["pid"]
+def _is_alive_nats(pid: object) -> bool:
     return isinstance(pid, int) and _is_nats(pid)
+
+
+def _nats_alive(state: dict[str, Any]) -> bool:
+    return all(_is_alive_nats(node.get("pid")) for node in state["nats"].get("nodes") or [state["nats"]])
 
 
 def _service_alive(service: dict[str, Any]) -> bool:
@@ -231,7 +282,9 @@ def _all_alive(state: dict[str, Any]) -> bool:
             _postgres_alive(state)
             and _nats_alive(state)
             and set(state["services"]) == set(SERVICE_ORDER)
-            and all(_service_alive(service) for service in state["services"].values())
+            and all(
+                _service_alive(service) for service in state.get("replicas") or state["services"].values()
+            )
         )
     except (KeyError, TypeError):
         return False
@@ -249,6 +302,19 @@ def _modules(specs: Sequence[str]) -> dict[str, str]:
     return modules
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high}, got {value}")
+        return value
+
+    return parse
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -257,6 +323,16 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", default=".run", help="the stack's base directory (default: .run)")
     starting = argparse.ArgumentParser(add_help=False)
+    starting.add_argument(
+        "--replicas", type=_count(1, 50), default=1, metavar="N", help="processes per service (default: 1)"
+    )
+    starting.add_argument(
+        "--nats-cluster",
+        type=_count(1, 7),
+        default=1,
+        metavar="NODES",
+        help="run NATS as a JetStream cluster of NODES servers (3 in production; default: 1)",
+    )
     starting.add_argument(
         "--module",
         action="append",

@@ -62,8 +62,10 @@ class ServiceProcess:
         ready_file: Path,
         detach: bool = False,
         sticky_ports: Mapping[str, str] = DEFAULT_STICKY_PORTS,
+        host: str = HOST,
     ) -> None:
         self.name = name
+        self.host = host
         self.module = module
         self.env = dict(env)
         self.log_path = Path(log_path).absolute()
@@ -86,7 +88,7 @@ class ServiceProcess:
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -167,7 +169,7 @@ class ServiceProcess:
                 time.sleep(POLL_SECONDS)
         if "grpc_port" not in ports:
             raise ServiceStartError(f"{self.name}: ready file {self.ready_file} has no grpc_port: {ports}")
-        address = f"{HOST}:{ports['grpc_port']}"
+        address = f"{self.host}:{ports['grpc_port']}"
         while not check_health(address, timeout=max(0.1, min(1.0, deadline - time.monotonic()))):
             self._fail_if_exited(proc)
             self._fail_if_late(deadline, f"answer SERVING on {address}")

@@ -3,15 +3,20 @@
 Layout of the base directory:
 
     pg/          PostgreSQL data and log (see postgres.py)
-    nats/        JetStream store and log (see nats.py)
+    nats/        JetStream store and log (see nats.py); node0/, node1/... for a cluster
+    dns/         the stack's DNS zone, server log and ready file (see dns.py)
     blobs/       storage's filesystem backend
     run/         the services' ready files
-    logs/        one log per service
+    logs/        one log per service replica
     signing.key  storage's URL signing key, generated once and kept
 
-Services start in dependency order (storage, renderer, orchestrator, gateway)
-and stop in reverse, then NATS, then PostgreSQL. A `Stack` may be given
-servers that are already running; it then neither starts nor stops them.
+Every service may run as several replicas (`replicas`): replica i listens on
+127.0.0.(i+1) at the port its replicas share, and the services reach each
+other through one name per service served by the stack's DNS, with
+round-robin, as pods reach each other through headless Services. Services
+start in dependency order (storage, renderer, orchestrator, gateway) and stop
+in reverse, then NATS, then PostgreSQL. A `Stack` may be given servers that
+are already running; it then neither starts nor stops them.
 `StackFactory` makes such stacks for the tests: one PostgreSQL and one NATS,
 many stacks, each with a database of its own.
 """
@@ -27,7 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from mangakai_devstack.nats import NatsServer
+from mangakai_devstack.dns import StackDns, replica_host
+from mangakai_devstack.nats import NatsCluster, NatsServer
 from mangakai_devstack.postgres import DEFAULT_DATABASE, PostgresServer
 from mangakai_devstack.services import DEFAULT_STICKY_PORTS, ServiceProcess
 
@@ -37,6 +43,11 @@ SERVICE_MODULES: Mapping[str, str] = {
     "renderer": "mangakai_renderer",
     "orchestrator": "mangakai_orchestrator",
     "gateway": "mangakai_gateway",
+}
+# Ready-file port -> (environment variable of its port, of its host): what replicas share.
+SHARED_PORTS: Mapping[str, Mapping[str, tuple[str, str]]] = {
+    "storage": {"http_port": ("STORAGE_HTTP_PORT", "STORAGE_HTTP_HOST")},
+    "gateway": {"web_port": ("WEB_PORT", "WEB_HOST")},
 }
 # Storage's HTTP port is in signed URLs already handed out: keep it across restarts too.
 STICKY_PORTS: Mapping[str, Mapping[str, str]] = {
@@ -54,6 +65,9 @@ class Stack:
     environment is inherited (GEMINI_API_KEY, for instance). `modules` replaces
     the module a service runs as (tests use a stand-in). `detach=True` starts
     every process in a session of its own so that it outlives this process.
+    `replicas` is the number of processes per service (one number for all, or
+    per service name); `nats_nodes` > 1 starts a JetStream cluster of that
+    many nodes when the stack owns its NATS.
     """
 
     def __init__(
@@ -63,13 +77,16 @@ class Stack:
         durable: bool = True,
         overrides: Mapping[str, Mapping[str, str]] | None = None,
         postgres: PostgresServer | None = None,
-        nats: NatsServer | None = None,
+        nats: NatsServer | NatsCluster | None = None,
         database: str = DEFAULT_DATABASE,
         modules: Mapping[str, str] | None = None,
         detach: bool = False,
         service_timeout: float = 60.0,
+        replicas: int | Mapping[str, int] = 1,
+        nats_nodes: int = 1,
     ) -> None:
-        unknown = set(overrides or {}) | set(modules or {})
+        counts = {name: replicas for name in SERVICE_ORDER} if isinstance(replicas, int) else replicas
+        unknown = set(overrides or {}) | set(modules or {}) | set(counts)
         unknown -= set(SERVICE_ORDER)
         if unknown:
             raise ValueError(
@@ -82,19 +99,32 @@ class Stack:
         self.service_timeout = service_timeout
         self._overrides = {name: dict(env) for name, env in (overrides or {}).items()}
         self._modules = {**SERVICE_MODULES, **(modules or {})}
+        bad = {name: n for name, n in counts.items() if not 1 <= n <= 200}
+        if bad:
+            raise ValueError(f"replica counts must be 1 to 200, got {bad}")
+        self.replica_counts = {name: counts.get(name, 1) for name in SERVICE_ORDER}
         self._owns_postgres = postgres is None
         self._owns_nats = nats is None
         self._postgres = postgres or PostgresServer(self.base_dir / "pg", durable=durable)
-        self._nats = nats or NatsServer(self.base_dir / "nats", detach=detach)
-        self._services: dict[str, ServiceProcess] = {}
+        self._nats: NatsServer | NatsCluster = nats or (
+            NatsCluster(self.base_dir / "nats", nats_nodes, detach=detach)
+            if nats_nodes > 1
+            else NatsServer(self.base_dir / "nats", detach=detach)
+        )
+        self._dns = StackDns(self.base_dir / "dns", detach=detach)
+        self._services: dict[str, list[ServiceProcess]] = {}
 
     @property
     def postgres(self) -> PostgresServer:
         return self._postgres
 
     @property
-    def nats(self) -> NatsServer:
+    def nats(self) -> NatsServer | NatsCluster:
         return self._nats
+
+    @property
+    def dns(self) -> StackDns:
+        return self._dns
 
     @property
     def owns_postgres(self) -> bool:
@@ -115,18 +145,30 @@ class Stack:
 
     @property
     def services(self) -> dict[str, ServiceProcess]:
-        """The started services, in start order."""
-        return dict(self._services)
+        """The first replica of each started service, in start order."""
+        return {name: replicas[0] for name, replicas in self._services.items()}
 
-    def service(self, name: str) -> ServiceProcess:
+    def service(self, name: str, index: int = 0) -> ServiceProcess:
+        """Replica `index` of service `name`."""
+        return self.replicas(name)[index]
+
+    def replicas(self, name: str) -> list[ServiceProcess]:
+        """Every replica of service `name`, by index."""
         try:
-            return self._services[name]
+            return list(self._services[name])
         except KeyError:
             raise KeyError(f"service {name!r} is not started (started: {list(self._services)})") from None
 
+    def target(self, name: str) -> str:
+        """The gRPC target reaching every replica of `name` through the stack's DNS (use round_robin)."""
+        return self._dns.target(name, self.service(name).port)
+
     @property
     def gateway_address(self) -> str:
-        return self.service("gateway").address
+        """Where clients reach the gateway: its one replica, or the name of all of them."""
+        return (
+            self.target("gateway") if self.replica_counts["gateway"] > 1 else self.service("gateway").address
+        )
 
     @property
     def web_url(self) -> str | None:
@@ -158,32 +200,50 @@ class Stack:
             self._postgres.create_database(self.database)
             if self._owns_nats:
                 self._nats.start()
+            self._dns.start()
             for name in SERVICE_ORDER:
-                service = ServiceProcess(
-                    name,
-                    self._modules[name],
-                    self.service_env(name),
-                    log_path=self.base_dir / "logs" / f"{name}.log",
-                    ready_file=self._ready_file(name),
-                    detach=self.detach,
-                    sticky_ports=STICKY_PORTS.get(name, DEFAULT_STICKY_PORTS),
-                )
-                self._services[name] = service
-                service.start(self.service_timeout)
+                self._services[name] = []
+                for _ in range(self.replica_counts[name]):
+                    self.add_replica(name)
         except BaseException:
             # The start error is the one worth reporting, not a follow-up from the clean-up.
             with contextlib.suppress(Exception):
                 self.stop()
             raise
 
+    def add_replica(self, name: str) -> ServiceProcess:
+        """Starts one more replica of `name` and publishes its address under the service's name."""
+        replicas = self._services.setdefault(name, [])
+        index = len(replicas)
+        suffix = "" if index == 0 else f"-{index}"
+        service = ServiceProcess(
+            name,
+            self._modules[name],
+            self.service_env(name, index),
+            log_path=self.base_dir / "logs" / f"{name}{suffix}.log",
+            ready_file=self._ready_file(name, index),
+            detach=self.detach,
+            sticky_ports=STICKY_PORTS.get(name, DEFAULT_STICKY_PORTS),
+            host=replica_host(index),
+        )
+        replicas.append(service)
+        service.start(self.service_timeout)
+        self._dns.publish(name, [replica.host for replica in replicas])
+        return service
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stops the services in reverse order, then NATS and PostgreSQL if this stack started them."""
         errors: list[BaseException] = []
         for name in reversed(list(self._services)):
-            try:
-                self._services.pop(name).stop(timeout)
-            except Exception as exc:
-                errors.append(exc)
+            for service in reversed(self._services.pop(name)):
+                try:
+                    service.stop(timeout)
+                except Exception as exc:
+                    errors.append(exc)
+        try:
+            self._dns.stop(timeout)
+        except Exception as exc:
+            errors.append(exc)
         for owned, server in ((self._owns_nats, self._nats), (self._owns_postgres, self._postgres)):
             if owned:
                 try:
@@ -193,13 +253,18 @@ class Stack:
         if errors:
             raise errors[0]
 
-    def service_env(self, name: str) -> dict[str, str]:
-        """The environment given to service `name` (on top of the inherited one)."""
+    def service_env(self, name: str, index: int = 0) -> dict[str, str]:
+        """The environment given to replica `index` of service `name` (on top of the inherited one).
+
+        Replica 0 picks free ports; the others listen on their own loopback
+        address at replica 0's ports, so that one name and port reach them all.
+        """
+        host = replica_host(index)
         env = {
-            "GRPC_HOST": "127.0.0.1",
+            "GRPC_HOST": host,
             "GRPC_PORT": "0",
             "METRICS_PORT": "0",
-            "READY_FILE": str(self._ready_file(name)),
+            "READY_FILE": str(self._ready_file(name, index)),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
         }
@@ -207,7 +272,7 @@ class Stack:
             env |= {
                 "STORAGE_BACKEND": "fs",
                 "STORAGE_DATA_DIR": str(self.base_dir / "blobs"),
-                "STORAGE_HTTP_HOST": "127.0.0.1",
+                "STORAGE_HTTP_HOST": host,
                 "STORAGE_HTTP_PORT": "0",
                 "STORAGE_SIGNING_KEY": self.signing_key(),
                 # Like PostgreSQL's fsync=off in a non-durable stack (tests, benchmarks).
@@ -216,7 +281,7 @@ class Stack:
         elif name == "renderer":
             # RENDERER_BACKEND stays "auto": Gemini when GEMINI_API_KEY is set, the local backend otherwise.
             env |= {
-                "STORAGE_ADDR": self.service("storage").address,
+                "STORAGE_ADDR": self.target("storage"),
                 # The Gemini quota budget is shared by every renderer replica through NATS.
                 "NATS_URL": self._nats.url,
                 "NATS_NAMESPACE": self.nats_namespace,
@@ -226,19 +291,26 @@ class Stack:
                 "DATABASE_URL": self.database_url,
                 "NATS_URL": self._nats.url,
                 "NATS_NAMESPACE": self.nats_namespace,
-                "RENDERER_ADDR": self.service("renderer").address,
-                "STORAGE_ADDR": self.service("storage").address,
+                "RENDERER_ADDR": self.target("renderer"),
+                "STORAGE_ADDR": self.target("storage"),
             }
         elif name == "gateway":
             env |= {
                 "DATABASE_URL": self.database_url,
                 "NATS_URL": self._nats.url,
                 "NATS_NAMESPACE": self.nats_namespace,
-                "ORCHESTRATOR_ADDR": self.service("orchestrator").address,
-                "STORAGE_ADDR": self.service("storage").address,
-                "WEB_HOST": "127.0.0.1",
+                "ORCHESTRATOR_ADDR": self.target("orchestrator"),
+                "STORAGE_ADDR": self.target("storage"),
+                "WEB_HOST": host,
                 "WEB_PORT": "0",
             }
+        if index > 0:
+            first = self.service(name)
+            env["GRPC_PORT"] = str(first.port)
+            for key, (port_variable, host_variable) in SHARED_PORTS.get(name, {}).items():
+                if key in first.ports:
+                    env[port_variable] = str(first.ports[key])
+                    env[host_variable] = host
         return env | self._overrides.get(name, {})
 
     def describe(self) -> dict[str, Any]:
@@ -262,21 +334,36 @@ class Stack:
                 "directory": str(self._nats.directory),
                 "log": str(self._nats.log_path),
                 "owned": self._owns_nats,
+                "nodes": [
+                    {"pid": node.pid, "url": node.url, "log": str(node.log_path)}
+                    for node in (self._nats.nodes if isinstance(self._nats, NatsCluster) else [self._nats])
+                ],
             },
-            "services": {
-                name: {
-                    "pid": service.pid,
-                    "module": service.module,
-                    "address": service.address,
-                    "ports": service.ports,
-                    "log": str(service.log_path),
-                }
-                for name, service in self._services.items()
-            },
+            "dns": {"pid": self._dns.pid, "port": self._dns.port, "zone": str(self._dns.zone_file)},
+            "targets": {name: self.target(name) for name in self._services},
+            # The first replica of each service (what single-replica tools read).
+            "services": {name: self._describe(replicas[0]) for name, replicas in self._services.items()},
+            # Every replica of every service.
+            "replicas": [
+                {"service": name, "index": index, **self._describe(service)}
+                for name, replicas in self._services.items()
+                for index, service in enumerate(replicas)
+            ],
         }
 
-    def _ready_file(self, name: str) -> Path:
-        return self.base_dir / "run" / f"{name}.ready"
+    @staticmethod
+    def _describe(service: ServiceProcess) -> dict[str, Any]:
+        return {
+            "pid": service.pid,
+            "module": service.module,
+            "host": service.host,
+            "address": service.address,
+            "ports": service.ports,
+            "log": str(service.log_path),
+        }
+
+    def _ready_file(self, name: str, index: int = 0) -> Path:
+        return self.base_dir / "run" / (f"{name}.ready" if index == 0 else f"{name}-{index}.ready")
 
     def __enter__(self) -> Self:
         self.start()
@@ -298,7 +385,7 @@ class StackFactory:
     def __init__(
         self,
         postgres: PostgresServer,
-        nats: NatsServer,
+        nats: NatsServer | NatsCluster,
         base_dir: Path,
         *,
         modules: Mapping[str, str] | None = None,
@@ -315,6 +402,7 @@ class StackFactory:
         *,
         modules: Mapping[str, str] | None = None,
         database: str | None = None,
+        replicas: int | Mapping[str, int] = 1,
     ) -> Stack:
         """A started stack (non-durable); `database` reuses a named database instead of a fresh one."""
         stack = Stack(
@@ -325,6 +413,7 @@ class StackFactory:
             nats=self.nats,
             database=database or f"t_{uuid.uuid4().hex[:16]}",
             modules={**self.modules, **(modules or {})},
+            replicas=replicas,
         )
         self._stacks.append(stack)  # before start: a stack that fails half-way is still closed
         stack.start()
