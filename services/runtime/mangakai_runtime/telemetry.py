@@ -3,6 +3,11 @@
 Tracing is configured from the standard OTEL_* environment variables (see
 `configure_tracing`); spans are always created, so trace ids reach the logs and
 the NATS headers, but exported only when asked to.
+
+RPCs are measured the same whatever serves them: `MetricsInterceptor` (and
+OpenTelemetry's interceptor) for grpc.aio servers, `RpcObservation` for calls
+served by anything else (the gateway's Connect/gRPC-Web listener), so alerts
+and dashboards see browser traffic too.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import Token
 from pathlib import Path
 from typing import Any
 
 import grpc
 import prometheus_client
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -28,6 +35,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.trace import Status, StatusCode
 
 from mangakai_runtime.handlers import guarded
 
@@ -42,7 +50,26 @@ GRPC_LATENCY = prometheus_client.Histogram(
     "grpc_server_handling_seconds",
     "Time to handle an RPC (for streams: until the stream ends).",
     ["grpc_service", "grpc_method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+    # 2 is the latency SLO's threshold ("< 2 s"): with a bucket edge there, the share of calls
+    # under it is counted exactly instead of interpolated across 1 -> 2.5.
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10, 30, 60, 300),
+)
+
+UNTRACED_METHODS = frozenset({"/mangakai.v1.JobService/WatchJob"})
+"""RPCs served without a span on any protocol: WatchJob is a long-lived stream, and a span would
+only add an event per message to every watcher's stream (a measurable cost when hundreds of
+clients watch one job; see bench/bench_mesh.py)."""
+
+# The codes OpenTelemetry's gRPC server instrumentation marks as span errors: the server's fault.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
 )
 
 
@@ -142,6 +169,55 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
+def record_rpc(service: str, method: str, code: str, seconds: float) -> None:
+    """Counts one finished RPC and its latency (`code` is the gRPC code's name, e.g. "OK")."""
+    GRPC_HANDLED.labels(service, method, code).inc()
+    GRPC_LATENCY.labels(service, method).observe(seconds)
+
+
+class RpcObservation:
+    """One RPC served outside grpc.aio, from its start to `end`: counted and timed like gRPC calls,
+    and in a SERVER span named and attributed like the OpenTelemetry gRPC interceptor's, which
+    continues the caller's trace (W3C traceparent in `headers`) and is current until `end`.
+
+    Create and end it in the same task (the span's context is attached to the task's context).
+    """
+
+    def __init__(
+        self, full_method: str, headers: Mapping[str, str], attributes: Mapping[str, str] | None = None
+    ) -> None:
+        self._service, self._method = _split(full_method)
+        self._started = time.perf_counter()
+        self._span: trace.Span | None = None
+        self._token: Token[otel_context.Context] | None = None
+        if full_method in UNTRACED_METHODS:
+            return
+        self._span = trace.get_tracer(__name__).start_span(
+            full_method,
+            context=propagate.extract({key.lower(): value for key, value in headers.items()}),
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": self._service,
+                "rpc.method": self._method,
+                **(attributes or {}),
+            },
+        )
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+
+    def end(self, code: grpc.StatusCode, message: str = "") -> None:
+        """Records how the call ended; call once."""
+        record_rpc(self._service, self._method, code.name, time.perf_counter() - self._started)
+        if self._span is None:
+            return
+        self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code in _SERVER_ERRORS:
+            self._span.set_status(Status(StatusCode.ERROR, f"{code}:{message}"))
+        self._span.end()
+        if self._token is not None:
+            otel_context.detach(self._token)
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts RPCs by service, method and code, and records their latency."""
 
@@ -166,7 +242,6 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 if code is None:
                     code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
                 name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-                GRPC_HANDLED.labels(service, method, name).inc()
-                GRPC_LATENCY.labels(service, method).observe(time.perf_counter() - started)
+                record_rpc(service, method, name, time.perf_counter() - started)
 
         return guarded(handler, measured)

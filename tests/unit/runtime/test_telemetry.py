@@ -68,3 +68,43 @@ def test_the_span_file_receives_each_span_as_a_json_line(
     trace_id = format(outer.get_span_context().trace_id, "#034x")
     assert {s["context"]["trace_id"] for s in spans} == {trace_id}
     assert spans[0]["parent_id"] == spans[1]["context"]["span_id"]
+
+
+def latency_buckets(service: str, method: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of the gRPC latency histogram for one method."""
+    buckets = []
+    for metric in telemetry.GRPC_LATENCY.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels["grpc_service"] == service
+                and labels["grpc_method"] == method
+            ):
+                buckets.append((float(labels["le"]), sample.value))
+    return sorted(buckets)
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """PromQL's histogram_quantile: linear interpolation inside the bucket holding the rank."""
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    raise AssertionError("rank beyond the last bucket")
+
+
+def test_the_latency_histogram_has_an_edge_at_the_two_second_slo() -> None:
+    # Calls that all take 1.1 s meet the "< 2 s" SLO; their p95 must not compute as more.
+    for _ in range(100):
+        telemetry.record_rpc("test.SloService", "Slow", "OK", 1.1)
+    buckets = latency_buckets("test.SloService", "Slow")
+    assert (2.0, 100) in buckets and (1.0, 0) in buckets
+    assert histogram_quantile(0.95, buckets) < 2.0
+
+    # 1.99 s is under the threshold and counted so; 2.01 s is not.
+    telemetry.record_rpc("test.SloService", "Edge", "OK", 1.99)
+    telemetry.record_rpc("test.SloService", "Edge", "OK", 2.01)
+    assert dict(latency_buckets("test.SloService", "Edge"))[2.0] == 1
