@@ -36,7 +36,11 @@ STANDIN_ENV = {name: {"PYTHONPATH": STANDIN_PATH} for name in SERVICE_ORDER}
 
 @pytest.fixture
 def postgres_dir() -> Iterator[Path]:
-    """A directory the `postgres` user can enter (pytest's tmp_path is root-only when we are root)."""
+    """A directory the `postgres` user can enter, so the data stays in it.
+
+    pytest's tmp_path is root-only when we are root, which moves the data to the
+    `postgres` user's home: devstack/test_postgres_layout.py covers that layout.
+    """
     directory = Path(tempfile.mkdtemp(prefix="mangakai-pg-test-"))
     directory.chmod(0o755)  # the CLI test puts the stack (and so PostgreSQL) one level down
     try:

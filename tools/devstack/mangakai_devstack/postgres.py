@@ -1,22 +1,38 @@
 """A local PostgreSQL server in a directory of its own, for `make run` and the integration tests.
 
-`PostgresServer` owns `<directory>/data` (created by initdb on first use and
-reused afterwards) and `<directory>/postgres.log`. It listens on 127.0.0.1 on a
-free port and on a unix socket inside the data directory, creates databases on
-request and stops with `pg_ctl stop -m fast`. PostgreSQL refuses to run as
-root, so when we are root initdb and the server run as the `postgres` user.
+`PostgresServer` owns `<directory>`: the data folder `data/` (created by initdb
+on first use and reused afterwards), the server's log `postgres.log` and the
+superuser's password `password`. The server listens on 127.0.0.1 on a free
+port and on a unix socket inside the data folder, creates databases on request
+and stops with `pg_ctl stop -m fast`.
+
+PostgreSQL refuses to run as root, so when we are root initdb and the server
+run as the `postgres` user, who must be able to reach the data folder. When it
+cannot enter `<directory>` (a checkout under /root, a `mktemp -d` folder), the
+data and the log move to a folder of their own in that user's home
+(`~postgres/mangakai-devstack/pg-*`), and `<directory>/data` and
+`<directory>/postgres.log` become symbolic links to them: the links are the
+record by which a later `down`, `status` or `up` finds the server again. Each
+such folder names the directory it serves; once that directory is gone (`make
+clean`, a deleted checkout) and its server is stopped, the next start of any
+server as root removes it. When we are not root the server runs as ourselves.
+
+The superuser `postgres` has a random password (scram-sha-256 over TCP, kept
+in `<directory>/password` and carried in the DSN), so other local users
+cannot log in as the superuser over loopback.
 """
 
 from __future__ import annotations
 
-import grp
+import contextlib
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
-import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +47,10 @@ HOST = "127.0.0.1"
 START_ATTEMPTS = 5
 # sockaddr_un.sun_path is 108 bytes; the socket file is ".s.PGSQL.NNNNN" inside the directory.
 MAX_SOCKET_DIR_LENGTH = 90
+# In OS_USER's home: the data of servers whose own directory OS_USER cannot enter.
+RELOCATED_HOMES = "mangakai-devstack"
+# In a relocated home: the directory it serves, to tell when it is abandoned.
+OWNER_FILE = "owner"
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -66,7 +86,7 @@ def _clean_env() -> dict[str, str]:
 
 
 class PostgresServer:
-    """One PostgreSQL cluster under `directory`.
+    """One PostgreSQL cluster for `directory` (its data may live elsewhere: see the module docstring).
 
     `durable=False` turns off fsync, synchronous commit and full-page writes:
     much faster, and fine for tests whose data may be lost in a crash.
@@ -79,12 +99,29 @@ class PostgresServer:
         self._port: int | None = None
 
     @property
+    def home(self) -> Path:
+        """The folder holding the data folder and the log: `directory` itself unless relocated."""
+        link = self.directory / "data"
+        if link.is_symlink():
+            return Path(os.readlink(link)).parent
+        return self.directory
+
+    @property
+    def relocated(self) -> bool:
+        """Whether the data lives outside `directory` (`directory/data` is a link to it)."""
+        return (self.directory / "data").is_symlink()
+
+    @property
     def data_dir(self) -> Path:
-        return self.directory / "data"
+        return self.home / "data"
 
     @property
     def log_path(self) -> Path:
-        return self.directory / "postgres.log"
+        return self.home / "postgres.log"
+
+    @property
+    def password_file(self) -> Path:
+        return self.directory / "password"
 
     @property
     def host(self) -> str:
@@ -108,7 +145,7 @@ class PostgresServer:
         return self.dsn_for(DEFAULT_DATABASE)
 
     def dsn_for(self, database: str) -> str:
-        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{database}"
+        return f"postgresql://{SUPERUSER}:{self._password()}@{HOST}:{self.port}/{database}"
 
     # Lifecycle
 
@@ -128,6 +165,8 @@ class PostgresServer:
         else:
             self._start_server(timeout)
         self.create_database(DEFAULT_DATABASE)
+        if self._as_root():
+            _remove_abandoned_homes(self._os_user())
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stops the server on this data directory (fast mode: running transactions are rolled back)."""
@@ -154,6 +193,13 @@ class PostgresServer:
         if pid is not None:
             wait_for(lambda: not is_alive(pid), timeout)
         self._port = None
+
+    def remove(self, timeout: float = 30.0) -> None:
+        """Stops the server and deletes its data and log, wherever they live, and `directory`."""
+        self.stop(timeout)
+        if self.relocated:
+            shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def is_running(self) -> bool:
         """Whether a server is running on this data directory (`pg_ctl status`)."""
@@ -208,6 +254,14 @@ class PostgresServer:
     def _as_root(self) -> bool:
         return os.geteuid() == 0
 
+    def _os_user(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(OS_USER)
+        except KeyError:
+            raise PostgresError(
+                f"running as root but there is no '{OS_USER}' user to run PostgreSQL as"
+            ) from None
+
     def _run_as_owner(
         self, argv: list[str], timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -220,33 +274,94 @@ class PostgresServer:
             stderr=subprocess.STDOUT,
             text=True,
             env=_clean_env(),
+            # Our working directory may be one the server's user cannot enter (a checkout under /root).
+            cwd="/",
             timeout=timeout,
             check=False,
         )
 
+    def _password(self) -> str:
+        """The superuser's password, generated on first use and kept readable by us alone."""
+        path = self.password_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            # Created 0600 from the start: the password is never readable by others, not even briefly.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(24) + "\n")
+            tmp.replace(path)
+        return path.read_text().strip()
+
     def _prepare_directory(self) -> None:
+        """Creates `directory` and, when we are root, makes sure the server's user can reach the data."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self._as_root():
             return
-        try:
-            user = pwd.getpwnam(OS_USER)
-        except KeyError:
+        user = self._os_user()
+        if self.relocated:
+            if self.home.is_dir():
+                return  # set up by an earlier start
+            # Its folder was removed (by hand): start afresh.
+            for name in ("data", "postgres.log"):
+                (self.directory / name).unlink(missing_ok=True)
+        if not self._can_enter(self.directory.parent):
+            if not (self.directory / "data").exists():
+                self._relocate(user)
+                return
             raise PostgresError(
-                f"running as root but there is no '{OS_USER}' user to run PostgreSQL as"
-            ) from None
-        _check_traversable(self.directory, user)
+                f"the '{OS_USER}' user cannot enter {self.directory.parent}, so PostgreSQL cannot use its "
+                f"data in {self.data_dir}; make that folder enterable again, or remove {self.directory} "
+                "to start with a fresh database kept where that user can reach it"
+            )
         for path in (self.directory, self.data_dir, self.log_path):
             if path.exists() and path.stat().st_uid != user.pw_uid:
                 os.chown(path, user.pw_uid, user.pw_gid)
 
+    def _can_enter(self, folder: Path) -> bool:
+        """Whether the server's user can enter `folder` (every ancestor included, ACLs too)."""
+        return self._run_as_owner(["test", "-x", str(folder)]).returncode == 0
+
+    def _relocate(self, user: pwd.struct_passwd) -> None:
+        """Gives the server a fresh folder in its user's home, linked from `directory`."""
+        home = _relocated_homes(user)
+        if home is None:
+            raise PostgresError(
+                f"the '{user.pw_name}' user cannot enter {self.directory.parent}, so PostgreSQL cannot "
+                f"keep its data in {self.directory}, and that user's home {user.pw_dir} is not a folder "
+                "it owns to keep it in instead; make the parent folders enterable (o+x) or choose "
+                "another --dir"
+            )
+        folder = Path(tempfile.mkdtemp(prefix="pg-", dir=home))
+        (folder / OWNER_FILE).write_text(f"{self.directory}\n")
+        for path in (folder, folder / OWNER_FILE):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        os.symlink(folder / "data", self.directory / "data")
+        os.symlink(folder / "postgres.log", self.directory / "postgres.log")
+
     def _initdb(self) -> None:
+        # initdb reads the password from a file: one the server's user can read, there only for this call.
+        password_file = self.home / "initdb.password"
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._password() + "\n")
+        if self._as_root():
+            user = self._os_user()
+            os.chown(password_file, user.pw_uid, user.pw_gid)
         argv = [
             str(self._bin("initdb")),
-            *("-D", str(self.data_dir), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-locale"),
+            *("-D", str(self.data_dir), "-U", SUPERUSER, "-E", "UTF8", "--no-locale"),
+            # A password over TCP; on the unix socket (in the data folder) only the server's own OS user.
+            *("--auth-host=scram-sha-256", "--auth-local=peer", f"--pwfile={password_file}"),
         ]
         if not self.durable:
             argv.append("--no-sync")
-        result = self._run_as_owner(argv)
+        try:
+            result = self._run_as_owner(argv)
+        finally:
+            password_file.unlink(missing_ok=True)
         if result.returncode != 0:
             raise PostgresError(f"initdb failed in {self.data_dir}:\n{result.stdout.strip()}")
 
@@ -324,7 +439,7 @@ class PostgresServer:
             ],
             capture_output=True,
             text=True,
-            env=_clean_env(),
+            env=_clean_env() | {"PGPASSWORD": self._password()},
             check=False,
         )
 
@@ -337,23 +452,46 @@ class PostgresServer:
             return ""
 
 
-def _check_traversable(directory: Path, user: pwd.struct_passwd) -> None:
-    """Fails early, with a useful message, when `user` cannot reach `directory`.
+def _relocated_homes(user: pwd.struct_passwd) -> Path | None:
+    """`~user/mangakai-devstack`, created for `user` alone, or None when `user` has no home of its own."""
+    home = Path(user.pw_dir)
+    try:
+        if not home.is_dir() or home.stat().st_uid != user.pw_uid:
+            return None
+        homes = home / RELOCATED_HOMES
+        homes.mkdir(mode=0o700, exist_ok=True)
+        if homes.is_symlink() or homes.stat().st_uid not in (0, user.pw_uid):
+            return None
+        os.chown(homes, user.pw_uid, user.pw_gid)
+    except OSError:
+        return None
+    return homes
 
-    Typical case: a root-only temporary directory (pytest's /tmp/pytest-of-root
-    is mode 0700), where initdb would fail with a bare "Permission denied".
+
+def _remove_abandoned_homes(user: pwd.struct_passwd) -> None:
+    """Deletes relocated folders whose directory no longer links to them and whose server is stopped.
+
+    That is what `make clean` (or deleting a checkout) leaves behind: the
+    links went with the directory, the data stayed in the server user's home.
     """
-    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
-    for ancestor in directory.parents:
-        st = ancestor.stat()
-        if st.st_uid == user.pw_uid:
-            allowed = bool(st.st_mode & stat.S_IXUSR)
-        elif st.st_gid in groups:
-            allowed = bool(st.st_mode & stat.S_IXGRP)
-        else:
-            allowed = bool(st.st_mode & stat.S_IXOTH)
-        if not allowed:
-            raise PostgresError(
-                f"the '{user.pw_name}' user cannot enter {ancestor}, so PostgreSQL cannot use {directory}; "
-                "make its parent directories enterable (o+x), or give the server a fresh directory directly under /tmp"
-            )
+    homes = Path(user.pw_dir) / RELOCATED_HOMES
+    if not homes.is_dir():
+        return
+    for folder in homes.iterdir():
+        try:
+            owner = Path((folder / OWNER_FILE).read_text().strip())
+        except OSError:
+            continue  # being set up right now, or not ours
+        link = owner / "data"
+        if link.is_symlink():
+            if Path(os.readlink(link)) == folder / "data":
+                continue
+        elif owner.is_dir() and not link.exists():
+            continue  # the link is being made right now
+        try:
+            pid_line = (folder / "data" / "postmaster.pid").read_text().split("\n", 1)[0]
+        except OSError:
+            pid_line = ""
+        if pid_line.isdigit() and is_alive(int(pid_line)):
+            continue  # still running: its directory was removed under it; `remove` or a reboot ends it
+        shutil.rmtree(folder, ignore_errors=True)
