@@ -20,6 +20,7 @@ from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.clients import channel
 from mangakai_runtime.database import apply_migrations, create_pool
 from mangakai_runtime.server import ServiceMain
+from mangakai_runtime.settings import nats_servers
 from mangakai_runtime.subjects import Subjects
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,7 +33,10 @@ async def main() -> None:
     pool = await create_pool(settings.database_url)
     await apply_migrations(pool, "gateway", MIGRATIONS)
     nc = await nats.connect(
-        settings.nats_url, name="gateway", max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        servers=nats_servers(settings.nats_url),
+        name="gateway",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
     )
     orchestrator_channel = channel(settings.orchestrator_addr)
     orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)

@@ -37,7 +37,7 @@ async def main() -> None:
         subjects,
         event_max_age_seconds=settings.event_retention_days * 86400,
         ack_wait_seconds=settings.ack_wait_seconds,
-        replicas=settings.nats_stream_replicas,
+        replicas=settings.nats_replicas,
     )
     store = JobStore(pool)
     backends = Backends(settings.renderer_addr, settings.storage_addr)

@@ -30,6 +30,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError
 
 from mangakai.v1 import common_pb2
+from mangakai_runtime.settings import nats_servers
 from mangakai_runtime.subjects import Subjects
 from mangakai_runtime.telemetry import inject_headers
 
@@ -37,9 +38,14 @@ log = logging.getLogger(__name__)
 
 
 async def connect(url: str, name: str) -> NATS:
-    """Connects to NATS, reconnecting forever in the background after the first success."""
+    """Connects to NATS (`url`: one server or a comma-separated cluster), reconnecting forever
+    in the background after the first success."""
     return await nats.connect(
-        url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
+        servers=nats_servers(url),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from mangakai_runtime.settings import ServiceSettings
 
@@ -13,9 +13,16 @@ class OrchestratorSettings(ServiceSettings):
     grpc_port: int = Field(50052, ge=0, le=65535)
     metrics_port: int = Field(9102, ge=-1, le=65535)
     database_url: str = Field(description="PostgreSQL DSN, e.g. postgresql://user@host:5432/mangakai")
-    nats_url: str = Field("nats://127.0.0.1:4222")
-    nats_stream_replicas: int = Field(
-        1, ge=1, le=5, description="Copies JetStream keeps of each stream (3 in production)"
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222", description="NATS server(s), comma-separated for a cluster"
+    )
+    nats_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        # NATS_STREAM_REPLICAS is the name this setting had before the renderer's bucket shared it.
+        validation_alias=AliasChoices("nats_replicas", "nats_stream_replicas"),
+        description="Copies JetStream keeps of each stream (3 on a 3-node cluster)",
     )
     nats_namespace: str = Field("mangakai", description="Prefix of every NATS subject and stream name")
     renderer_addr: str = Field("127.0.0.1:50053", description="gRPC target of the renderer")

@@ -16,12 +16,20 @@ from mangakai_renderer.servicer import RendererServicer
 from mangakai_renderer.settings import RendererSettings
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.server import ServiceMain
+from mangakai_runtime.settings import nats_servers
 
 log = logging.getLogger(__name__)
 
 
 def backend_kind(settings: RendererSettings) -> str:
+    """The backend to draw with; exits when the settings cannot give what was asked for."""
     kind = settings.renderer_backend
+    if kind == "auto" and not settings.gemini_api_key and settings.mangakai_environment == "production":
+        # Storyboard sketches instead of art, silently, because a Secret went missing: never.
+        raise SystemExit(
+            "MANGAKAI_ENVIRONMENT=production and GEMINI_API_KEY is empty: refusing to fall back to the "
+            "local backend. Set GEMINI_API_KEY, or RENDERER_BACKEND=local to draw locally on purpose."
+        )
     if kind == "auto":
         kind = "gemini" if settings.gemini_api_key else "local"
     if kind == "gemini" and not settings.gemini_api_key:
@@ -55,15 +63,16 @@ def choose_backend(settings: RendererSettings, counters: Counters | None = None)
 
 async def main() -> None:
     settings = RendererSettings.from_env()
+    kind = backend_kind(settings)
     service = ServiceMain("renderer", settings)
     service.setup()
     counters: Counters | None = None
-    if backend_kind(settings) == "gemini":
+    if kind == "gemini":
         if settings.nats_url:
             nc = await _connect(settings.nats_url)
             service.on_shutdown.append(nc.close)
             bucket = f"{settings.nats_namespace.upper()}_GEMINI_QUOTA"
-            counters = await KeyValueCounters.open(nc.jetstream(), bucket)
+            counters = await KeyValueCounters.open(nc.jetstream(), bucket, replicas=settings.nats_replicas)
         else:
             log.warning("NATS_URL is not set: the Gemini quota budget counts this replica only")
     backend = choose_backend(settings, counters)
@@ -78,7 +87,11 @@ async def main() -> None:
 
 async def _connect(url: str) -> NATS:
     return await nats.connect(
-        url, name="renderer", max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=5
+        servers=nats_servers(url),
+        name="renderer",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
     )
 
 

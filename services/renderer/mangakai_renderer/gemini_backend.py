@@ -10,7 +10,8 @@ Panels ask the image model for art without text; the lettering is ours (see
 art can be lettered again without drawing it again.
 
 Every call takes from the project's shared per-minute budget (`quota`) and
-has a deadline. 429 RESOURCE_EXHAUSTED is retried after the server's
+has a deadline; a quota store still out of reach at the deadline is a
+retryable error. 429 RESOURCE_EXHAUSTED is retried after the server's
 RetryInfo delay plus jitter (or surfaced with that delay when it is too long
 to wait), 5xx and timeouts a bounded number of times with jittered backoff.
 A response without an image is a failed panel carrying the finish reason;
@@ -40,7 +41,7 @@ from mangakai.v1 import common_pb2
 from mangakai_renderer import local_art
 from mangakai_renderer.backend import REQUEST_DEADLINE, Artwork, BackendError, PanelSpec, References
 from mangakai_renderer.metrics import GEMINI_CALLS, GEMINI_RETRIES
-from mangakai_renderer.quota import GeminiQuota, QuotaExhausted
+from mangakai_renderer.quota import GeminiQuota, QuotaExhausted, QuotaStoreUnavailable
 from mangakai_renderer.settings import RendererSettings
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,16 @@ class GeminiBackend:
                     requests=1,
                     images=images,
                     max_wait=min(settings.gemini_quota_wait_seconds, max(0.0, _remaining() - 1)),
+                    max_store_wait=max(0.0, _remaining() - 1),
                 )
             except QuotaExhausted as exc:
                 GEMINI_CALLS.labels(kind, "quota").inc()
                 raise BackendError(
                     "RESOURCE_EXHAUSTED", str(exc), retryable=True, retry_after=exc.retry_after
                 ) from exc
+            except QuotaStoreUnavailable as exc:
+                GEMINI_CALLS.labels(kind, "quota-store").inc()
+                raise BackendError("QUOTA_STORE_UNAVAILABLE", str(exc), retryable=True) from exc
             timeout = min(settings.gemini_timeout_seconds, _remaining())
             try:
                 async with asyncio.timeout(timeout):

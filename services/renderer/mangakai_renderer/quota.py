@@ -10,11 +10,20 @@ process, e.g. a developer's machine) the same counters live in memory.
 A caller that finds the minute's budget spent waits for the next window when
 that fits its deadline, and otherwise gets `QuotaExhausted` with the delay,
 which the servicer turns into RESOURCE_EXHAUSTED with RetryInfo.
+
+The bucket keeps `replicas` copies (3 on a 3-node NATS cluster), so losing a
+node loses no count. While a node restarts, the bucket's stream elects a new
+leader and the store answers with timeouts, "no responders" or 503s for a
+moment: `KeyValueCounters` reports each as `QuotaStoreError`, and the caller
+is retried with backoff until the store answers or its deadline comes, when
+it gets `QuotaStoreUnavailable` (UNAVAILABLE, which the orchestrator retries).
+A panel never fails because the store blinked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
@@ -22,11 +31,12 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from mangakai_renderer.metrics import QUOTA_WAIT_SECONDS
+from mangakai_renderer.metrics import QUOTA_WAIT_SECONDS, waiting_for_quota
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +53,22 @@ class QuotaExhausted(Exception):
         self.retry_after = retry_after
 
 
+class QuotaStoreError(Exception):
+    """The shared counters did not answer this time (NATS unreachable, a stream leader election)."""
+
+
+class QuotaStoreUnavailable(Exception):
+    """The shared counters stayed out of reach until the caller's deadline."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the Gemini quota store is unavailable: {cause}")
+
+
 class Counters(Protocol):
-    """Per-window counters that can be raised up to a limit, atomically."""
+    """Per-window counters that can be raised up to a limit, atomically.
+
+    A failure to reach the counters is raised as `QuotaStoreError`.
+    """
 
     async def take(self, key: str, amount: int, limit: int) -> bool: ...
 
@@ -79,13 +103,25 @@ class KeyValueCounters:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str) -> KeyValueCounters:
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            # Keys outlive their minute a little, so a slow replica still sees the window it counts in.
-            kv = await js.create_key_value(bucket=bucket, history=1, ttl=3 * WINDOW_SECONDS)
-        return cls(kv)
+    async def open(
+        cls, js: JetStreamContext, bucket: str, *, replicas: int = 1, startup_wait: float = 60.0
+    ) -> KeyValueCounters:
+        """Opens (or creates) the bucket with `replicas` copies, waiting up to `startup_wait` seconds for the store.
+
+        A bucket made with fewer copies (before NATS_REPLICAS was raised) gets more: JetStream
+        scales a stream's replicas up in place.
+        """
+        deadline = time.monotonic() + startup_wait
+        for attempt in range(1_000):
+            try:
+                return cls(await _open_bucket(js, bucket, replicas))
+            except nats.errors.Error as exc:
+                # A cluster that is just starting has no JetStream leader yet: ask again.
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("quota bucket %s not reachable yet (%r); retrying", bucket, exc)
+                await asyncio.sleep(_store_backoff(attempt))
+        raise AssertionError("unreachable: the deadline ends the loop")
 
     async def take(self, key: str, amount: int, limit: int) -> bool:
         return await self._add(key, amount, limit)
@@ -94,6 +130,14 @@ class KeyValueCounters:
         await self._add(key, -amount, None)
 
     async def _add(self, key: str, amount: int, limit: int | None) -> bool:
+        try:
+            return await self._compare_and_set(key, amount, limit)
+        except nats.errors.Error as exc:
+            # A write that timed out may still have landed: the retry then counts it twice,
+            # which spends the budget early but never lets it be exceeded.
+            raise QuotaStoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _compare_and_set(self, key: str, amount: int, limit: int | None) -> bool:
         for _ in range(100):
             try:
                 entry = await self._kv.get(key)
@@ -113,7 +157,26 @@ class KeyValueCounters:
                 return True
             except KeyWrongLastSequenceError:
                 await asyncio.sleep(random.uniform(0, 0.005))  # lost the race: read again
-        raise RuntimeError(f"quota counter {key} is too contended")
+        raise QuotaStoreError(f"quota counter {key} is too contended")
+
+
+async def _open_bucket(js: JetStreamContext, bucket: str, replicas: int) -> KeyValue:
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        # Keys outlive their minute a little, so a slow replica still sees the window it counts in.
+        return await js.create_key_value(bucket=bucket, history=1, ttl=3 * WINDOW_SECONDS, replicas=replicas)
+    stream = f"KV_{bucket}"
+    info = await js.stream_info(stream)
+    if info.config.num_replicas is not None and info.config.num_replicas < replicas:
+        log.info("quota bucket %s: %d copies -> %d", bucket, info.config.num_replicas, replicas)
+        await js.update_stream(info.config.evolve(num_replicas=replicas))
+    return kv
+
+
+def _store_backoff(attempt: int) -> float:
+    """Jittered exponential backoff while the store is out of reach: about 0.1s, 0.2s, ... up to 2s."""
+    return float(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
 
 
 class GeminiQuota:
@@ -133,36 +196,76 @@ class GeminiQuota:
         self._limits = {"requests": requests_per_minute, "images": images_per_minute}
         self._clock = clock
 
-    async def acquire(self, *, requests: int = 1, images: int = 0, max_wait: float) -> None:
-        """Takes `requests` and `images` from the current minute, waiting up to `max_wait` seconds."""
+    async def acquire(
+        self, *, requests: int = 1, images: int = 0, max_wait: float, max_store_wait: float = 5.0
+    ) -> None:
+        """Takes `requests` and `images` from the current minute, waiting up to `max_wait` seconds.
+
+        Store errors are retried for up to `max_store_wait` seconds, then raised as
+        `QuotaStoreUnavailable`. From the first refusal or store error until the budget
+        is granted, the call counts as waiting on the quota (not drawing).
+        """
+        loop = asyncio.get_running_loop()
+        store_deadline = loop.time() + max_store_wait
+        wanted = {"requests": requests, "images": images}
         waited = 0.0
-        while True:
-            now = self._clock()
-            window = int(now // WINDOW_SECONDS)
-            short = await self._take_all(window, {"requests": requests, "images": images})
-            if short is None:
-                if waited:
-                    QUOTA_WAIT_SECONDS.observe(waited)
-                return
-            # Jitter spreads the replicas that all waited for the same window.
-            delay = (window + 1) * WINDOW_SECONDS - now + random.uniform(0.05, 1.0)
-            if waited + delay > max_wait:
-                raise QuotaExhausted(short, delay)
-            log.info("Gemini %s budget spent for this minute; waiting %.1fs", short, delay)
-            await asyncio.sleep(delay)
-            waited += delay
+        failures = 0
+        with contextlib.ExitStack() as blocked:
+
+            def block() -> None:
+                if not failures and not waited:
+                    blocked.enter_context(waiting_for_quota())
+
+            while True:
+                now = self._clock()
+                window = int(now // WINDOW_SECONDS)
+                try:
+                    async with asyncio.timeout(max(0.1, store_deadline - loop.time())):
+                        short = await self._take_all(window, wanted)
+                except (QuotaStoreError, TimeoutError) as exc:
+                    delay = _store_backoff(failures)
+                    if loop.time() + delay >= store_deadline:
+                        raise QuotaStoreUnavailable(exc) from exc
+                    block()
+                    failures += 1
+                    log.warning("Gemini quota store error (%s); retrying in %.2fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if short is None:
+                    if waited:
+                        QUOTA_WAIT_SECONDS.observe(waited)
+                    return
+                # Jitter spreads the replicas that all waited for the same window.
+                delay = (window + 1) * WINDOW_SECONDS - now + random.uniform(0.05, 1.0)
+                if waited + delay > max_wait:
+                    raise QuotaExhausted(short, delay)
+                block()
+                log.info("Gemini %s budget spent for this minute; waiting %.1fs", short, delay)
+                await asyncio.sleep(delay)
+                waited += delay
 
     async def _take_all(self, window: int, wanted: dict[str, int]) -> str | None:
         """Takes every amount or none; returns the kind that is short, or None when all were taken."""
         taken: list[tuple[str, int]] = []
-        for kind, amount in wanted.items():
-            limit = self._limits[kind]
-            if amount <= 0 or limit <= 0:
-                continue
-            key = f"{self._project}.{kind}.{window}"
-            if not await self._counters.take(key, amount, limit):
-                for done_key, done_amount in taken:
-                    await self._counters.give_back(done_key, done_amount)
-                return kind
-            taken.append((key, amount))
+        try:
+            for kind, amount in wanted.items():
+                limit = self._limits[kind]
+                if amount <= 0 or limit <= 0:
+                    continue
+                key = f"{self._project}.{kind}.{window}"
+                if not await self._counters.take(key, amount, limit):
+                    await self._give_back(taken)
+                    return kind
+                taken.append((key, amount))
+        except QuotaStoreError:
+            await self._give_back(taken)
+            raise
         return None
+
+    async def _give_back(self, taken: list[tuple[str, int]]) -> None:
+        for key, amount in taken:
+            try:
+                await self._counters.give_back(key, amount)
+            except QuotaStoreError as exc:
+                # Left spent: the minute's budget shrinks by it, it is never exceeded.
+                log.warning("could not give back %d of %s: %s", amount, key, exc)

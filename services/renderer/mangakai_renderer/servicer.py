@@ -23,7 +23,7 @@ from mangakai_renderer.backend import (
     References,
     decode_image,
 )
-from mangakai_renderer.metrics import DRAW_SECONDS, IN_FLIGHT, PANELS_DRAWN, PANELS_REUSED, SHEETS_DRAWN
+from mangakai_renderer.metrics import DRAW_SECONDS, PANELS_DRAWN, PANELS_REUSED, SHEETS_DRAWN, drawing
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.errors import (
     FailedPrecondition,
@@ -108,14 +108,12 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                     character_sheet=sheet, user=[d for d in user if d], previous_version=previous
                 )
             async with self._slots:
-                IN_FLIGHT.inc()
                 started = time.perf_counter()
                 try:
-                    artwork = await self._backend.draw(request, references)
+                    with drawing():
+                        artwork = await self._backend.draw(request, references)
                 except BackendError as exc:
                     raise _status(exc) from exc
-                finally:
-                    IN_FLIGHT.dec()
                 DRAW_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
             response = renderer_pb2.RenderPanelResponse(backend=self._backend.name, drawn=True)
             if self._backend.model_backed:
@@ -126,6 +124,9 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
             lettered_png = await asyncio.to_thread(local_art.encode_png, artwork.lettered)
             blob = await self._blobs.put(key, "image/png", lettered_png)
             PANELS_DRAWN.labels(self._backend.name).inc()
+            # One line per panel actually drawn: what an operator (and the replica tests,
+            # whose killed replicas take their counters with them) counts draws by.
+            log.info("panel drawn: %s", key, extra={"blob_key": key, "backend": self._backend.name})
             response.image.CopyFrom(_image_ref(blob, artwork.lettered))
             return response
 
@@ -150,15 +151,13 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
                 data for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys)) if data
             ]
             async with self._slots:
-                IN_FLIGHT.inc()
                 try:
-                    sheet = await self._backend.draw_character_sheet(
-                        request.characters, request.style, request.language or "en", references
-                    )
+                    with drawing():
+                        sheet = await self._backend.draw_character_sheet(
+                            request.characters, request.style, request.language or "en", references
+                        )
                 except BackendError as exc:
                     raise _status(exc) from exc
-                finally:
-                    IN_FLIGHT.dec()
             png = await asyncio.to_thread(local_art.encode_png, sheet)
             blob = await self._blobs.put(key, "image/png", png)
             SHEETS_DRAWN.labels(self._backend.name).inc()

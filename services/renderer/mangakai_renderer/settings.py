@@ -16,7 +16,8 @@ class RendererSettings(ServiceSettings):
     metrics_port: int = Field(9103, ge=-1, le=65535)
     storage_addr: str = Field("127.0.0.1:50054", description="gRPC target of the storage service")
     renderer_backend: Literal["auto", "local", "gemini", "fixed-latency"] = Field(
-        "auto", description="auto: Gemini when GEMINI_API_KEY is set, else local"
+        "auto",
+        description="auto: Gemini when GEMINI_API_KEY is set, else local (in production: the key is required)",
     )
     gemini_api_key: str = Field("", repr=False)
     gemini_base_url: str = Field(
@@ -49,7 +50,12 @@ class RendererSettings(ServiceSettings):
         True, description="Retry a safety-blocked panel once with a softened prompt"
     )
     nats_url: str = Field(
-        "", description="NATS server sharing the Gemini quota between replicas; empty: this process only"
+        "",
+        description="NATS server(s) sharing the Gemini quota between replicas, comma-separated for a cluster; "
+        "empty: this process only",
+    )
+    nats_replicas: int = Field(
+        1, ge=1, le=5, description="Copies JetStream keeps of the quota bucket (3 on a 3-node cluster)"
     )
     nats_namespace: str = Field("mangakai", description="Prefix of the NATS names (the quota bucket)")
     render_concurrency: int = Field(8, ge=1, le=256, description="Panels this replica draws at the same time")

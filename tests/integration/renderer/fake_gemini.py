@@ -139,7 +139,7 @@ class FakeGemini:
             return [r for r in self.requests if r.wants_image and containing in r.text]
 
     def wait_for(self, predicate: Callable[[list[RecordedRequest]], bool], timeout: float = 30) -> None:
-        """Blocks until `predicate(requests)` holds (checked after every answered request)."""
+        """Blocks until `predicate(requests)` holds (checked as each request arrives and is answered)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while not predicate(list(self.requests)):
@@ -156,6 +156,7 @@ class FakeGemini:
             if rule is not None:
                 rule.used += 1
             self.requests.append(request)
+            self._changed.notify_all()  # a held answer's request is seen before it is answered
         action: Action = rule.action if rule else "ok"
         delay = rule.delay if rule else 0.0
         request.answer = action
