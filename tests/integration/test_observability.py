@@ -97,7 +97,7 @@ async def test_every_service_exports_the_metrics_of_the_job(finished_job: Finish
 
     # Jobs by terminal state, panel render time by backend, the work queue.
     orchestrator = ports["orchestrator"]
-    assert scrape(orchestrator, "mangakai_jobs_finished_total", state="STATE_COMPLETED") == 1
+    assert scrape(orchestrator, "mangakai_jobs_finished_total", state="completed") == 1
     assert scrape(orchestrator, "mangakai_panel_render_seconds_count", backend="local") == PANELS
     text = metrics_text(stack, "orchestrator")
     assert "\nmangakai_work_pending " in text

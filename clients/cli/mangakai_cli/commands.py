@@ -261,6 +261,8 @@ def describe_job(job: common_pb2.Job) -> list[str]:
     lines = [f"{job.name}  {job_state_label(job.state)}  {job.progress_percent}%"]
     if job.failure_reason:
         lines.append(f"failure: {job.failure_reason}")
+    if job.state == JobState.STATE_COMPLETED and job.failed_panel_count:
+        lines.append(f"partial: {job.failed_panel_count} of {job.panel_count} panels failed")
     title = job.title or job.plan.title
     if title:
         language = f" ({job.plan.language})" if job.plan.language else ""

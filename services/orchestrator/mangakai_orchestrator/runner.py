@@ -1,6 +1,7 @@
 """The job state machine: runs one claimed job from where it stands to a terminal state.
 
-QUEUED → PLANNING → RENDERING → COMPLETED | FAILED | CANCELLED. Between the
+QUEUED → PLANNING → RENDERING → COMPLETED | FAILED | CANCELLED (a COMPLETED job
+with failed panels is partial: see `Job.failed_panel_count`). Between the
 plan and the panels, one character sheet is drawn from the plan's character
 bible and stored as a blob of the job; every panel is drawn with it as a
 reference image, so the characters keep their look. A job taken over after a
@@ -30,7 +31,12 @@ from nats.aio.msg import Msg
 from mangakai.v1 import common_pb2, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay
-from mangakai_orchestrator.metrics import JOBS_FINISHED, PANEL_RENDER_SECONDS, PANELS_FINISHED
+from mangakai_orchestrator.metrics import (
+    JOBS_FINISHED,
+    PANEL_RENDER_SECONDS,
+    PANELS_FINISHED,
+    finished_label,
+)
 from mangakai_orchestrator.settings import OrchestratorSettings
 from mangakai_orchestrator.store import ClaimedJob, JobStore, PendingVersion, job_name
 from mangakai_runtime.errors import error_info
@@ -143,14 +149,19 @@ class JobRunner:
                 stop.cancel()
                 final = work.result()
                 if final is not None:
-                    JOBS_FINISHED.labels(JobState.Name(final)).inc()
+                    failed = (
+                        await self._store.failed_panel_count(job.id)
+                        if final == JobState.STATE_COMPLETED
+                        else 0
+                    )
+                    JOBS_FINISHED.labels(finished_label(final, failed)).inc()
                 return
             # Cancelled: stop drawing for real, then record the end.
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
             await self._emit(job.id, self._store.finish_job(job.id, cancelled=True))
-            JOBS_FINISHED.labels(JobState.Name(JobState.STATE_CANCELLED)).inc()
+            JOBS_FINISHED.labels(finished_label(JobState.STATE_CANCELLED)).inc()
             log.info("job %s cancelled", job.id)
         finally:
             poller.cancel()

@@ -544,6 +544,18 @@ class JobStore:
             detail = "; ".join(r["failure_reason"] for r in failures) or "no panel could be drawn"
             return await self._finish(conn, job_id, JobState.STATE_FAILED, f"every panel failed: {detail}")
 
+    async def failed_panel_count(self, job_id: uuid.UUID) -> int:
+        """Panels whose latest version failed (what makes a COMPLETED job partial)."""
+        count: int = await self._pool.fetchval(
+            """SELECT count(*) FROM panel_versions v
+               WHERE v.job_id = $1 AND v.state = $2
+                 AND v.version = (SELECT max(version) FROM panel_versions
+                                  WHERE job_id = v.job_id AND number = v.number)""",
+            job_id,
+            VersionState.STATE_FAILED,
+        )
+        return count
+
     async def _finish(
         self, conn: PoolConnectionProxy, job_id: uuid.UUID, state: JobState.ValueType, reason: str
     ) -> common_pb2.JobEvent:
@@ -684,6 +696,7 @@ class JobStore:
             elif p["current_version"] > 0:
                 # Listings carry only the current version, for thumbnails.
                 panel.versions.append(mine[p["current_version"] - 1])
+        job.failed_panel_count = sum(p.state == VersionState.STATE_FAILED for p in job.panels)
         if full:
             job.story = row["story"]
             if row["plan"] is not None:

@@ -22,8 +22,14 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry import trace
 
+from mangakai.v1 import common_pb2
 from mangakai_orchestrator.events import EventRelay, publish_work
-from mangakai_orchestrator.metrics import ACTIVE_JOBS, JOBS_FINISHED, WORK_PENDING
+from mangakai_orchestrator.metrics import (
+    ACTIVE_JOBS,
+    JOBS_FINISHED,
+    WORK_PENDING,
+    finished_label,
+)
 from mangakai_orchestrator.runner import JobRunner
 from mangakai_orchestrator.settings import OrchestratorSettings
 from mangakai_orchestrator.store import JobStore
@@ -125,7 +131,7 @@ class JobWorker:
                 job_id, reason=f"the job could not be finished after {job.attempts - 1} attempts"
             )
             self._relay.kick(job_id)
-            JOBS_FINISHED.labels("STATE_FAILED").inc()
+            JOBS_FINISHED.labels(finished_label(common_pb2.Job.STATE_FAILED)).inc()
             await message.ack()
             return
         heartbeat = asyncio.create_task(self._heartbeat(job_id, message))

@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from mangakai_devstack.postgres import MAX_SOCKET_DIR_LENGTH, OS_USER, PostgresServer
+from mangakai_devstack.postgres import MAX_SOCKET_DIR_LENGTH, OS_USER, PostgresServer, find_bindir
 
 DEVSTACK_PATH = Path(__file__).resolve().parents[3] / "tools" / "devstack"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
@@ -60,6 +60,47 @@ async def test_the_superuser_needs_the_generated_password(postgres: PostgresServ
         assert await conn.fetchval("select current_user") == "postgres"
     finally:
         await conn.close()
+
+
+@pytest.fixture
+def trusting_cluster(private_dir: Path) -> Path:
+    """`.run/pg` of a checkout from before passwords: `initdb -A trust` let every local user in."""
+    private_dir.chmod(0o755)  # the data stays in place, as in such a checkout
+    directory = private_dir / "pg"
+    directory.mkdir()
+    as_server_user: list[str] = []
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam(OS_USER)
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
+        as_server_user = ["runuser", "-u", OS_USER, "--"]
+    initdb = [str(find_bindir() / "initdb"), "-D", str(directory / "data"), "-A", "trust", "-U", "postgres"]
+    made = subprocess.run(
+        [*as_server_user, *initdb, "--no-sync"], cwd="/", capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    return directory
+
+
+def _hba_methods(data_dir: Path) -> set[str]:
+    lines = (data_dir / "pg_hba.conf").read_text().splitlines()
+    return {line.split()[-1] for line in lines if line.strip() and not line.lstrip().startswith("#")}
+
+
+async def test_a_cluster_made_without_passwords_gets_one(trusting_cluster: Path) -> None:
+    server = PostgresServer(trusting_cluster, durable=False)
+    assert _hba_methods(server.data_dir) == {"trust"}
+    try:
+        server.start()
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(_without_password(server.dsn))
+        conn = await asyncpg.connect(server.dsn)
+        try:
+            assert await conn.fetchval("select current_database()") == "mangakai"
+        finally:
+            await conn.close()
+        assert _hba_methods(server.data_dir) == {"scram-sha-256", "peer"}
+    finally:
+        server.stop()
 
 
 @as_root

@@ -164,6 +164,7 @@ class PostgresServer:
             self._wait_ready(timeout)
         else:
             self._start_server(timeout)
+        self._require_password(timeout)
         self.create_database(DEFAULT_DATABASE)
         if self._as_root():
             _remove_abandoned_homes(self._os_user())
@@ -365,6 +366,30 @@ class PostgresServer:
         if result.returncode != 0:
             raise PostgresError(f"initdb failed in {self.data_dir}:\n{result.stdout.strip()}")
 
+    def _require_password(self, timeout: float) -> None:
+        """Gives a cluster made before passwords (`initdb -A trust`) the password, then stops trusting.
+
+        Such a cluster let any local user in as the superuser; it keeps its data.
+        """
+        hba = self.data_dir / "pg_hba.conf"
+        lines = hba.read_text().splitlines(keepends=True)
+        fixed = [_without_trust(line) for line in lines]
+        if fixed == lines:
+            return
+        # Still trusted here, so no password is needed to set one; hex digits need no quoting.
+        result = self._psql(f"ALTER ROLE {SUPERUSER} PASSWORD '{self._password()}'")
+        if result.returncode != 0:
+            raise PostgresError(f"cannot set the superuser's password: {result.stderr.strip()}")
+        loaded = self._psql("SELECT pg_conf_load_time()").stdout
+        hba.write_text("".join(fixed))  # in place: the file keeps its owner, the server's user
+        reload = self._run_as_owner([str(self._bin("pg_ctl")), "-D", str(self.data_dir), "reload"])
+        if reload.returncode != 0:
+            raise PostgresError(f"pg_ctl reload failed: {reload.stdout.strip()}")
+        # pg_ctl reload only signals the server. A new connection sees a newer load time once the
+        # postmaster has re-read its files, pg_hba.conf included, so from then on trust is gone.
+        if not wait_for(lambda: self._psql("SELECT pg_conf_load_time()").stdout != loaded, timeout):
+            raise PostgresError(f"PostgreSQL did not reload pg_hba.conf:\n{log_tail(self.log_path)}")
+
     def _server_options(self, port: int) -> list[str]:
         socket_dir = str(self.data_dir) if len(str(self.data_dir)) <= MAX_SOCKET_DIR_LENGTH else ""
         options = [
@@ -450,6 +475,15 @@ class PostgresServer:
                 return f.read().decode(errors="replace")[-8000:]
         except OSError:
             return ""
+
+
+def _without_trust(line: str) -> str:
+    """A pg_hba.conf line with `trust` replaced: a password over TCP, the OS user on the socket."""
+    fields = line.split()
+    if len(fields) < 4 or fields[-1] != "trust":
+        return line
+    method = "peer" if fields[0] == "local" else "scram-sha-256"
+    return line[: line.rindex("trust")] + method + line[line.rindex("trust") + len("trust") :]
 
 
 def _relocated_homes(user: pwd.struct_passwd) -> Path | None:

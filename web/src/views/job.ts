@@ -195,7 +195,9 @@ export function jobView(root: HTMLElement, id: string): () => void {
     title.lang = lang ?? "";
     document.title = `${heading} — MangakAI`;
     badge.dataset.state = jobStateName(job.state);
-    setText(badge, JOB_STATES[job.state]);
+    // Partial (Job.failed_panel_count, counted from the panels so that live events keep it current).
+    const failedPanels = job.panels.filter((p) => p.state === PanelVersion_State.FAILED).length;
+    setText(badge, job.state === Job_State.COMPLETED && failedPanels ? `Partly finished: ${failedPanels} of ${job.panels.length} panels failed` : JOB_STATES[job.state]);
     setText(percent, `${job.progressPercent}%`);
     bar.style.width = `${job.progressPercent}%`;
     progress.setAttribute("aria-valuenow", String(job.progressPercent));

@@ -693,7 +693,9 @@ class Job(_message.Message):
         STATE_RENDERING: Job._State.ValueType  # 3
         """Panels are being drawn."""
         STATE_COMPLETED: Job._State.ValueType  # 4
-        """Finished; at least one panel was drawn."""
+        """Finished; at least one panel was drawn. Some panels may have failed:
+        `failed_panel_count` > 0 marks such a partial job.
+        """
         STATE_FAILED: Job._State.ValueType  # 5
         """Finished without a usable result; `failure_reason` says why."""
         STATE_CANCELLED: Job._State.ValueType  # 6
@@ -712,7 +714,9 @@ class Job(_message.Message):
     STATE_RENDERING: Job.State.ValueType  # 3
     """Panels are being drawn."""
     STATE_COMPLETED: Job.State.ValueType  # 4
-    """Finished; at least one panel was drawn."""
+    """Finished; at least one panel was drawn. Some panels may have failed:
+    `failed_panel_count` > 0 marks such a partial job.
+    """
     STATE_FAILED: Job.State.ValueType  # 5
     """Finished without a usable result; `failure_reason` says why."""
     STATE_CANCELLED: Job.State.ValueType  # 6
@@ -736,6 +740,7 @@ class Job(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     CHARACTER_SHEET_FIELD_NUMBER: _builtins.int
+    FAILED_PANEL_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Output only. Resource name, "jobs/{job_id}" where job_id is a UUID."""
     state: Global___Job.State.ValueType
@@ -758,6 +763,13 @@ class Job(_message.Message):
     """Output only. Sequence number of the job's latest event (see JobEvent)."""
     title: _builtins.str
     """Output only. The story's title from the plan (empty until planned)."""
+    failed_panel_count: _builtins.int
+    """Output only. Panels whose latest version failed (0 to `panel_count`).
+    A COMPLETED job with a count above 0 is partial: its other panels were
+    drawn and can be exported, these were not (their versions carry the
+    reasons; RegeneratePanel can try them again). Counted as a partial job,
+    not a success, by mangakai_jobs_finished_total{state="partial"}.
+    """
     @_builtins.property
     def style(self) -> Global___StylePreferences:
         """Output only. The style asked for."""
@@ -810,10 +822,11 @@ class Job(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         title: _builtins.str = ...,
         character_sheet: Global___Image | None = ...,
+        failed_panel_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["character_sheet", b"character_sheet", "create_time", b"create_time", "end_time", b"end_time", "plan", b"plan", "style", b"style", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_sheet", b"character_sheet", "create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "last_event_sequence", b"last_event_sequence", "layout", b"layout", "name", b"name", "panel_count", b"panel_count", "panels", b"panels", "plan", b"plan", "progress_percent", b"progress_percent", "reading_order", b"reading_order", "request_id", b"request_id", "state", b"state", "story", b"story", "style", b"style", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["character_sheet", b"character_sheet", "create_time", b"create_time", "end_time", b"end_time", "failed_panel_count", b"failed_panel_count", "failure_reason", b"failure_reason", "last_event_sequence", b"last_event_sequence", "layout", b"layout", "name", b"name", "panel_count", b"panel_count", "panels", b"panels", "plan", b"plan", "progress_percent", b"progress_percent", "reading_order", b"reading_order", "request_id", b"request_id", "state", b"state", "story", b"story", "style", b"style", "title", b"title", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
