@@ -54,6 +54,10 @@ QUOTA_WAIT_SECONDS = prometheus_client.Histogram(
     "Time a Gemini call waited for the project's per-minute budget.",
     buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120),
 )
+QUOTA_STORE_ERRORS = prometheus_client.Counter(
+    "mangakai_gemini_quota_store_errors_total",
+    "Calls to the shared quota store that failed and were tried again (NATS out of reach, a leader election).",
+)
 SHEETS_DRAWN = prometheus_client.Counter(
     "mangakai_renderer_character_sheets_drawn_total", "Character sheets actually drawn.", ["backend"]
 )

@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from mangakai_renderer.metrics import QUOTA_WAIT_SECONDS, waiting_for_quota
+from mangakai_renderer.metrics import QUOTA_STORE_ERRORS, QUOTA_WAIT_SECONDS, waiting_for_quota
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ class GeminiQuota:
                         raise QuotaStoreUnavailable(exc) from exc
                     block()
                     failures += 1
+                    QUOTA_STORE_ERRORS.inc()
                     log.warning("Gemini quota store error (%s); retrying in %.2fs", exc, delay)
                     await asyncio.sleep(delay)
                     continue
