@@ -13,6 +13,12 @@ Targets (2 cores):
 - at least 150 five-panel jobs per minute at L = 0, none lost;
 - a WatchJob event reaches 500 concurrent watchers within 100 ms (p99);
 - each idle service under 90 MB RSS.
+
+The scaling part runs the throughput case with one and with two replicas of
+every service (reached through the stack's DNS names with round-robin) and
+prints both side by side. On two cores this shows what replication costs
+(twice the processes on the same cores, calls spread over more connections),
+not a speed-up: replicas pay off when they get cores of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import statistics
 import sys
@@ -131,7 +138,8 @@ async def overhead_and_throughput(factory: StackFactory, jobs: int) -> None:
         overrides={
             "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "0"},
             "orchestrator": {"RENDER_CONCURRENCY": "5"},
-            "gateway": {"CREATE_JOBS_PER_MINUTE": "100000"},
+            # Hundreds of jobs from one session on one address: no rate limits.
+            "gateway": {"RATE_LIMIT_SESSION_CALLS": "0", "RATE_LIMIT_ADDRESS_CALLS": "0"},
         }
     )
     async with grpc.aio.insecure_channel(stack.gateway_address) as channel:
@@ -163,6 +171,48 @@ async def overhead_and_throughput(factory: StackFactory, jobs: int) -> None:
             per_minute >= 150 and completed == jobs,
         )
     stack.stop()
+
+
+async def scaling(factory: StackFactory, jobs: int) -> None:
+    """Throughput at L = 0 with 1 and with 2 replicas of every service, side by side."""
+    rates: dict[int, float] = {}
+    for replicas in (1, 2):
+        stack = factory(
+            overrides={
+                "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "0"},
+                "orchestrator": {"RENDER_CONCURRENCY": "5"},
+                "gateway": {"RATE_LIMIT_SESSION_CALLS": "0", "RATE_LIMIT_ADDRESS_CALLS": "0"},
+            },
+            replicas=replicas,
+        )
+        round_robin = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+        async with grpc.aio.insecure_channel(
+            stack.target("gateway"), options=[("grpc.service_config", round_robin)]
+        ) as channel:
+            client = await Client.open(channel)
+            for _ in range(3):
+                await client.run_job(5)
+            started = time.perf_counter()
+            results = await asyncio.gather(*(client.run_job(5) for _ in range(jobs)), return_exceptions=True)
+            elapsed = time.perf_counter() - started
+        completed = sum(
+            1
+            for r in results
+            if not isinstance(r, BaseException) and r[1].job_state == common_pb2.Job.State.STATE_COMPLETED
+        )
+        rates[replicas] = completed / elapsed * 60
+        report(
+            f"throughput, {replicas} replica(s) of each service, L=0",
+            f"{rates[replicas]:.0f} jobs/min, {completed}/{jobs} done",
+            ">= 100 jobs/min, none lost",
+            rates[replicas] >= 100 and completed == jobs,
+        )
+        stack.stop()
+    print(
+        f"      scaling: 2 replicas / 1 replica = {rates[2] / rates[1]:.2f}x "
+        "(2 cores: this is the cost of replication, not a speed-up)",
+        flush=True,
+    )
 
 
 async def watch_fan_out(factory: StackFactory, watchers: int) -> None:
@@ -242,12 +292,12 @@ async def main() -> int:
     parser.add_argument("--watchers", type=int, default=500)
     parser.add_argument(
         "--only",
-        choices=["memory", "parallel", "overhead", "watch"],
+        choices=["memory", "parallel", "overhead", "scaling", "watch"],
         action="append",
         help="run only these parts",
     )
     args = parser.parse_args()
-    parts = set(args.only or ["memory", "parallel", "overhead", "watch"])
+    parts = set(args.only or ["memory", "parallel", "overhead", "scaling", "watch"])
     with stacks() as factory:
         if "memory" in parts:
             idle_memory(factory)
@@ -255,6 +305,8 @@ async def main() -> int:
             await parallel_rendering(factory, args.latency, args.concurrency)
         if "overhead" in parts:
             await overhead_and_throughput(factory, args.jobs)
+        if "scaling" in parts:
+            await scaling(factory, min(args.jobs, 100))
         if "watch" in parts:
             await watch_fan_out(factory, args.watchers)
     return 0

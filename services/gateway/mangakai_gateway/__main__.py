@@ -10,7 +10,9 @@ import nats
 from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
 from mangakai_gateway import connect, web
 from mangakai_gateway.assets import StaticAssets
+from mangakai_gateway.client_address import ClientAddresses, parse_networks
 from mangakai_gateway.cors import CorsMiddleware
+from mangakai_gateway.ratelimit import Limit, RateLimits
 from mangakai_gateway.servicer import JobApi, JobServicer, SessionApi, SessionServicer
 from mangakai_gateway.sessions import SessionStore
 from mangakai_gateway.settings import GatewaySettings
@@ -19,7 +21,7 @@ from mangakai_gateway.watch import JobEventHub
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.clients import channel
 from mangakai_runtime.database import apply_migrations, create_pool
-from mangakai_runtime.server import ServiceMain
+from mangakai_runtime.server import Listener, ServiceMain
 from mangakai_runtime.settings import nats_servers
 from mangakai_runtime.subjects import Subjects
 
@@ -46,9 +48,24 @@ async def main() -> None:
         nc.jetstream(), Subjects(settings.nats_namespace), idle_seconds=settings.watch_idle_seconds
     )
     signer = UrlSigner(blobs, settings.url_ttl_seconds)
+    limits = RateLimits(
+        pool,
+        per_session=Limit(
+            settings.rate_limit_session_calls,
+            settings.rate_limit_period_seconds,
+            settings.rate_limit_session_burst,
+        ),
+        per_address=Limit(
+            settings.rate_limit_address_calls,
+            settings.rate_limit_period_seconds,
+            settings.rate_limit_address_burst,
+        ),
+        timeout_seconds=settings.call_timeout_seconds,
+    )
+    addresses = ClientAddresses(parse_networks(settings.trusted_proxies))
     session_api = SessionApi(sessions)
-    job_api = JobApi(sessions, orchestrator, hub, signer, settings)
-    background = []
+    job_api = JobApi(sessions, orchestrator, hub, signer, limits, addresses, settings)
+    listeners: list[Listener] = []
     if settings.web_port >= 0:
         app = web.WebApp(
             [(a.path, a) for a in connect.applications(session_api, job_api)],
@@ -56,7 +73,13 @@ async def main() -> None:
         )
         sock = web.bind(settings.web_host, settings.web_port)
         service.extra_ports["web_port"] = sock.getsockname()[1]
-        background.append(web.server(CorsMiddleware(app, settings.web_cors_origins.split(",")), sock))
+        listeners.append(
+            web.server(
+                CorsMiddleware(app, settings.web_cors_origins.split(",")),
+                sock,
+                settings.shutdown_grace_seconds,
+            )
+        )
 
     async def close() -> None:
         await hub.close()
@@ -79,7 +102,8 @@ async def main() -> None:
                 "mangakai.v1.JobService",
             ),
         ],
-        background=background,
+        background=[limits.sweep_forever],
+        listeners=listeners,
     )
 
 

@@ -1,8 +1,9 @@
 """SessionService and JobService over gRPC-Web, Connect and gRPC (connectrpc), for browsers.
 
 The adapters call the same `SessionApi`/`JobApi` as the grpc.aio servicers,
-with the caller's `authorization` HTTP header, so authentication, validation
-and errors are the same on every protocol. Errors become `ConnectError`s with
+with the caller's `authorization` HTTP header and address, so authentication,
+validation, rate limits and errors are the same on every protocol; calls are
+measured and traced like gRPC calls (connect_telemetry.py). Errors become `ConnectError`s with
 the same code, message and google.rpc details (BadRequest, RetryInfo,
 ErrorInfo) as the gRPC status the grpc.aio server would send.
 """
@@ -22,7 +23,9 @@ from google.rpc import status_pb2
 from protobuf.wkt import Any as AnyDetail
 
 from mangakai.v1 import common_pb2, jobs_connect, jobs_pb2, sessions_connect, sessions_pb2
-from mangakai_gateway.servicer import JobApi, SessionApi
+from mangakai_gateway.client_address import host_of
+from mangakai_gateway.connect_telemetry import ConnectTelemetry
+from mangakai_gateway.servicer import Caller, JobApi, SessionApi
 from mangakai_runtime.errors import status_of
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
 
@@ -54,8 +57,14 @@ def _errors(method: str) -> Iterator[None]:
         raise connect_error(exc, method) from None
 
 
-def _authorization(ctx: RequestContext[Any, Any]) -> str:
-    return ctx.request_headers.get("authorization") or ""
+def _caller(ctx: RequestContext[Any, Any]) -> Caller:
+    headers = ctx.request_headers
+    return Caller(
+        authorization=headers.get("authorization") or "",
+        peer_host=host_of(ctx.client_address or ""),
+        # Several X-Forwarded-For lines are one list, in order.
+        forwarded_for=", ".join(headers.getall("x-forwarded-for")),
+    )
 
 
 class SessionConnectService:
@@ -85,13 +94,13 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.CreateJobRequest, common_pb2.Job],
     ) -> common_pb2.Job:
         with _errors("CreateJob"):
-            return await self._api.create_job(request, _authorization(ctx))
+            return await self._api.create_job(request, _caller(ctx))
 
     async def get_job(
         self, request: jobs_pb2.GetJobRequest, ctx: RequestContext[jobs_pb2.GetJobRequest, common_pb2.Job]
     ) -> common_pb2.Job:
         with _errors("GetJob"):
-            return await self._api.get_job(request, _authorization(ctx))
+            return await self._api.get_job(request, _caller(ctx))
 
     async def list_jobs(
         self,
@@ -99,7 +108,7 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.ListJobsRequest, jobs_pb2.ListJobsResponse],
     ) -> jobs_pb2.ListJobsResponse:
         with _errors("ListJobs"):
-            return await self._api.list_jobs(request, _authorization(ctx))
+            return await self._api.list_jobs(request, _caller(ctx))
 
     async def cancel_job(
         self,
@@ -107,7 +116,7 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.CancelJobRequest, common_pb2.Job],
     ) -> common_pb2.Job:
         with _errors("CancelJob"):
-            return await self._api.cancel_job(request, _authorization(ctx))
+            return await self._api.cancel_job(request, _caller(ctx))
 
     async def watch_job(
         self,
@@ -115,7 +124,7 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.WatchJobRequest, common_pb2.JobEvent],
     ) -> AsyncIterator[common_pb2.JobEvent]:
         with _errors("WatchJob"):
-            async for event in self._api.watch_job(request, _authorization(ctx)):
+            async for event in self._api.watch_job(request, _caller(ctx)):
                 yield event
 
     async def regenerate_panel(
@@ -124,7 +133,7 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.RegeneratePanelRequest, common_pb2.Panel],
     ) -> common_pb2.Panel:
         with _errors("RegeneratePanel"):
-            return await self._api.regenerate_panel(request, _authorization(ctx))
+            return await self._api.regenerate_panel(request, _caller(ctx))
 
     async def set_current_panel_version(
         self,
@@ -132,7 +141,7 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.SetCurrentPanelVersionRequest, common_pb2.Panel],
     ) -> common_pb2.Panel:
         with _errors("SetCurrentPanelVersion"):
-            return await self._api.set_current_panel_version(request, _authorization(ctx))
+            return await self._api.set_current_panel_version(request, _caller(ctx))
 
     async def export_job(
         self,
@@ -140,16 +149,20 @@ class JobConnectService:
         ctx: RequestContext[jobs_pb2.ExportJobRequest, jobs_pb2.Export],
     ) -> jobs_pb2.Export:
         with _errors("ExportJob"):
-            return await self._api.export_job(request, _authorization(ctx))
+            return await self._api.export_job(request, _caller(ctx))
 
 
 def applications(
     sessions: SessionApi, jobs: JobApi
 ) -> list[sessions_connect.SessionServiceASGIApplication | jobs_connect.JobServiceASGIApplication]:
     """The connectrpc ASGI applications of the public services."""
+    # First in the list, so connectrpc runs it before reading the body: malformed requests count too.
+    interceptors = [ConnectTelemetry()]
     return [
         sessions_connect.SessionServiceASGIApplication(
-            SessionConnectService(sessions), read_max_bytes=MAX_MESSAGE_BYTES
+            SessionConnectService(sessions), interceptors=interceptors, read_max_bytes=MAX_MESSAGE_BYTES
         ),
-        jobs_connect.JobServiceASGIApplication(JobConnectService(jobs), read_max_bytes=MAX_MESSAGE_BYTES),
+        jobs_connect.JobServiceASGIApplication(
+            JobConnectService(jobs), interceptors=interceptors, read_max_bytes=MAX_MESSAGE_BYTES
+        ),
     ]

@@ -2,9 +2,10 @@
 
 `SessionApi` and `JobApi` hold the one implementation: each method
 authenticates the caller from its `authorization` header, validates the
-request (INVALID_ARGUMENT naming the field, before anything is written) and
-forwards it to the orchestrator on behalf of the caller's session; image
-references in answers get signed URLs. Errors are raised as
+request (INVALID_ARGUMENT naming the field, before anything is written),
+counts the calls that start expensive work against the shared rate limits and
+forwards the request to the orchestrator on behalf of the caller's session;
+image references in answers get signed URLs. Errors are raised as
 `mangakai_runtime.errors.ServiceError` (or pass through from the orchestrator).
 
 `SessionServicer` and `JobServicer` serve them over gRPC (grpc.aio); the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,7 +32,8 @@ from mangakai.v1 import (
     sessions_pb2_grpc,
 )
 from mangakai_gateway import validation
-from mangakai_gateway.ratelimit import RateLimiter
+from mangakai_gateway.client_address import ClientAddresses, grpc_peer_host
+from mangakai_gateway.ratelimit import RateLimits
 from mangakai_gateway.sessions import SessionStore
 from mangakai_gateway.settings import GatewaySettings
 from mangakai_gateway.urls import UrlSigner
@@ -47,6 +50,15 @@ TERMINAL = (
     common_pb2.Job.State.STATE_FAILED,
     common_pb2.Job.State.STATE_CANCELLED,
 )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who makes a call, whatever the protocol: its `authorization` header and where it comes from."""
+
+    authorization: str
+    peer_host: str
+    forwarded_for: str = ""
 
 
 class SessionApi:
@@ -69,6 +81,8 @@ class JobApi:
         orchestrator: orchestrator_pb2_grpc.OrchestratorServiceStub,
         hub: JobEventHub,
         signer: UrlSigner,
+        limits: RateLimits,
+        addresses: ClientAddresses,
         settings: GatewaySettings,
     ) -> None:
         self._sessions = sessions
@@ -77,41 +91,44 @@ class JobApi:
         self._signer = signer
         self._timeout = settings.call_timeout_seconds
         self._export_timeout = settings.export_timeout_seconds
-        self._create_limit = RateLimiter(settings.create_jobs_per_minute, "new jobs")
+        self._limits = limits
+        self._addresses = addresses
 
-    async def _as(self, authorization: str) -> tuple[uuid.UUID, Metadata]:
-        session = await self._sessions.authenticate_header(authorization)
+    async def _as(self, caller: Caller) -> tuple[uuid.UUID, Metadata]:
+        session = await self._sessions.authenticate_header(caller.authorization)
         return session, ((SESSION_METADATA_KEY, str(session)),)
 
-    async def create_job(self, request: jobs_pb2.CreateJobRequest, authorization: str) -> common_pb2.Job:
-        session, metadata = await self._as(authorization)
+    async def _count_expensive_call(self, session: uuid.UUID, caller: Caller) -> None:
+        address = self._addresses.resolve(caller.peer_host, caller.forwarded_for)
+        await self._limits.check(session, address)
+
+    async def create_job(self, request: jobs_pb2.CreateJobRequest, caller: Caller) -> common_pb2.Job:
+        session, metadata = await self._as(caller)
         validation.create_job(request)
-        self._create_limit.take(session)
+        await self._count_expensive_call(session, caller)
         job: common_pb2.Job = await self._orchestrator.CreateJob(
             request, metadata=metadata, timeout=self._timeout
         )
         return job
 
-    async def get_job(self, request: jobs_pb2.GetJobRequest, authorization: str) -> common_pb2.Job:
-        _, metadata = await self._as(authorization)
+    async def get_job(self, request: jobs_pb2.GetJobRequest, caller: Caller) -> common_pb2.Job:
+        _, metadata = await self._as(caller)
         job_id_var.set(str(validation.job_id(request.name)))
         job: common_pb2.Job = await self._orchestrator.GetJob(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_job(job)
 
-    async def list_jobs(
-        self, request: jobs_pb2.ListJobsRequest, authorization: str
-    ) -> jobs_pb2.ListJobsResponse:
-        _, metadata = await self._as(authorization)
+    async def list_jobs(self, request: jobs_pb2.ListJobsRequest, caller: Caller) -> jobs_pb2.ListJobsResponse:
+        _, metadata = await self._as(caller)
         validation.list_jobs(request)
         response: jobs_pb2.ListJobsResponse = await self._orchestrator.ListJobs(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_jobs(response)
 
-    async def cancel_job(self, request: jobs_pb2.CancelJobRequest, authorization: str) -> common_pb2.Job:
-        _, metadata = await self._as(authorization)
+    async def cancel_job(self, request: jobs_pb2.CancelJobRequest, caller: Caller) -> common_pb2.Job:
+        _, metadata = await self._as(caller)
         job_id_var.set(str(validation.job_id(request.name)))
         job: common_pb2.Job = await self._orchestrator.CancelJob(
             request, metadata=metadata, timeout=self._timeout
@@ -119,9 +136,9 @@ class JobApi:
         return await self._signer.fill_job(job)
 
     async def watch_job(
-        self, request: jobs_pb2.WatchJobRequest, authorization: str
+        self, request: jobs_pb2.WatchJobRequest, caller: Caller
     ) -> AsyncIterator[common_pb2.JobEvent]:
-        _, metadata = await self._as(authorization)
+        _, metadata = await self._as(caller)
         job_id = validation.watch_job(request)
         job_id_var.set(str(job_id))
         # Also proves the job belongs to the caller (NOT_FOUND otherwise).
@@ -146,29 +163,30 @@ class JobApi:
                 return
 
     async def regenerate_panel(
-        self, request: jobs_pb2.RegeneratePanelRequest, authorization: str
+        self, request: jobs_pb2.RegeneratePanelRequest, caller: Caller
     ) -> common_pb2.Panel:
-        session, metadata = await self._as(authorization)
+        session, metadata = await self._as(caller)
         job_id_var.set(str(validation.regenerate_panel(request)))
-        self._create_limit.take(session)
+        await self._count_expensive_call(session, caller)
         panel: common_pb2.Panel = await self._orchestrator.RegeneratePanel(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_panel(panel)
 
     async def set_current_panel_version(
-        self, request: jobs_pb2.SetCurrentPanelVersionRequest, authorization: str
+        self, request: jobs_pb2.SetCurrentPanelVersionRequest, caller: Caller
     ) -> common_pb2.Panel:
-        _, metadata = await self._as(authorization)
+        _, metadata = await self._as(caller)
         job_id_var.set(str(validation.set_current_panel_version(request)))
         panel: common_pb2.Panel = await self._orchestrator.SetCurrentPanelVersion(
             request, metadata=metadata, timeout=self._timeout
         )
         return await self._signer.fill_panel(panel)
 
-    async def export_job(self, request: jobs_pb2.ExportJobRequest, authorization: str) -> jobs_pb2.Export:
-        _, metadata = await self._as(authorization)
+    async def export_job(self, request: jobs_pb2.ExportJobRequest, caller: Caller) -> jobs_pb2.Export:
+        session, metadata = await self._as(caller)
         job_id_var.set(str(validation.export_job(request)))
+        await self._count_expensive_call(session, caller)
         export: jobs_pb2.Export = await self._orchestrator.ExportJob(
             request, metadata=metadata, timeout=self._export_timeout
         )
@@ -179,11 +197,14 @@ class JobApi:
         return export
 
 
-def _authorization(context: Context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return str(value)
-    return ""
+def _caller(context: Context) -> Caller:
+    metadata = [(key, str(value)) for key, value in context.invocation_metadata() or ()]
+    return Caller(
+        authorization=next((value for key, value in metadata if key == "authorization"), ""),
+        peer_host=grpc_peer_host(context.peer() or ""),
+        # Several x-forwarded-for entries are one list, in order.
+        forwarded_for=", ".join(value for key, value in metadata if key == "x-forwarded-for"),
+    )
 
 
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
@@ -205,34 +226,34 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._api = api
 
     async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> common_pb2.Job:
-        return await self._api.create_job(request, _authorization(context))
+        return await self._api.create_job(request, _caller(context))
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> common_pb2.Job:
-        return await self._api.get_job(request, _authorization(context))
+        return await self._api.get_job(request, _caller(context))
 
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
-        return await self._api.list_jobs(request, _authorization(context))
+        return await self._api.list_jobs(request, _caller(context))
 
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> common_pb2.Job:
-        return await self._api.cancel_job(request, _authorization(context))
+        return await self._api.cancel_job(request, _caller(context))
 
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[common_pb2.JobEvent]:
-        async for event in self._api.watch_job(request, _authorization(context)):
+        async for event in self._api.watch_job(request, _caller(context)):
             yield event
 
     async def RegeneratePanel(
         self, request: jobs_pb2.RegeneratePanelRequest, context: Context
     ) -> common_pb2.Panel:
-        return await self._api.regenerate_panel(request, _authorization(context))
+        return await self._api.regenerate_panel(request, _caller(context))
 
     async def SetCurrentPanelVersion(
         self, request: jobs_pb2.SetCurrentPanelVersionRequest, context: Context
     ) -> common_pb2.Panel:
-        return await self._api.set_current_panel_version(request, _authorization(context))
+        return await self._api.set_current_panel_version(request, _caller(context))
 
     async def ExportJob(self, request: jobs_pb2.ExportJobRequest, context: Context) -> jobs_pb2.Export:
-        return await self._api.export_job(request, _authorization(context))
+        return await self._api.export_job(request, _caller(context))

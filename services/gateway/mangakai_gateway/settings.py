@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from mangakai_gateway.client_address import parse_networks
 from mangakai_runtime.settings import ServiceSettings
 
 # The browser app as `make web` builds it, when the gateway runs from a source checkout.
@@ -28,8 +29,23 @@ class GatewaySettings(ServiceSettings):
     watch_idle_seconds: float = Field(
         3.0, gt=0, description="A watch with no new event for this long checks the job store for missed ones"
     )
-    create_jobs_per_minute: int = Field(
-        60, ge=1, description="CreateJob calls allowed per session per minute"
+    # Limits of the calls that start expensive work (CreateJob, RegeneratePanel, ExportJob),
+    # shared by every replica through PostgreSQL (ratelimit.py).
+    rate_limit_period_seconds: float = Field(
+        60.0, gt=0, description="The period the RATE_LIMIT_*_CALLS counts are allowed in"
+    )
+    rate_limit_session_calls: int = Field(
+        60, ge=0, description="Expensive calls per session per period; 0 turns the limit off"
+    )
+    rate_limit_session_burst: int = Field(10, ge=1, description="Of which this many may come at once")
+    rate_limit_address_calls: int = Field(
+        60, ge=0, description="Expensive calls per client address per period; 0 turns the limit off"
+    )
+    rate_limit_address_burst: int = Field(10, ge=1, description="Of which this many may come at once")
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For "
+        "names the client (e.g. the ingress); empty: the direct peer is the client",
     )
     web_host: str = Field(
         "127.0.0.1", description="Address the web listener (gRPC-Web, Connect, the app) binds to"
@@ -41,3 +57,9 @@ class GatewaySettings(ServiceSettings):
         "", description="Comma-separated origins allowed to call the API from another origin ('*' for any)"
     )
     web_assets_dir: Path = Field(DEFAULT_ASSETS_DIR, description="The built browser app (web/dist)")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from mangakai_gateway.asgi import App, Receive, Scope, Send, respond
+from mangakai_runtime.server import Listener
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server(app: App, sock: socket.socket) -> Callable[[], Coroutine[Any, Any, None]]:
-    """A coroutine function serving `app` on `sock` with hypercorn until it is cancelled."""
+def server(app: App, sock: socket.socket, grace_seconds: float) -> Listener:
+    """A `Listener` serving `app` on `sock` with hypercorn.
+
+    When told to drain, hypercorn closes the listening socket (new connections are
+    refused), closes idle keep-alive connections and waits up to `grace_seconds`
+    for the requests in flight to finish before it cancels them.
+    """
     config = Config()
     config.bind = [f"fd://{sock.fileno()}"]
     config.accesslog = None
     config.errorlog = log
-    config.graceful_timeout = 1.0
+    config.graceful_timeout = grace_seconds
 
-    async def run() -> None:
+    async def run(draining: asyncio.Event) -> None:
         log.info("web listener (gRPC-Web, Connect, the app) on port %d", sock.getsockname()[1])
-        # A shutdown trigger of our own: without one hypercorn would take over SIGTERM/SIGINT,
-        # which belong to ServiceMain's orderly shutdown. Cancelling this task stops the server.
-        never = asyncio.Event()
+        # Our own shutdown trigger also keeps hypercorn from taking over SIGTERM/SIGINT,
+        # which belong to ServiceMain's orderly shutdown.
         try:
-            await serve(app, config, shutdown_trigger=never.wait)  # type: ignore[arg-type]
+            await serve(app, config, shutdown_trigger=draining.wait)  # type: ignore[arg-type]
         finally:
             sock.close()
+        log.info("web listener drained")
 
     return run
