@@ -10,11 +10,19 @@ PANELS ?= 6
 
 .PHONY: install web run up down status test unit integration browser lint typecheck proto check-proto bench clean
 
-$(STAMP): pyproject.toml scripts/install-system-deps.sh
+## One Python package per folder, each with its own pyproject.toml and dependencies; all of them
+## are installed editable into the one venv, with the workspace's dev and test extras (root
+## pyproject.toml). A changed pyproject.toml re-installs.
+PACKAGES := gen/python services/runtime services/gateway services/orchestrator services/renderer \
+	services/storage clients/cli tools/devstack
+
+$(STAMP): pyproject.toml $(PACKAGES:%=%/pyproject.toml) scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev,test]'
+	# A venv made before the split holds the former single distribution `mangakai`, which claimed the same packages.
+	! $(BIN)/pip show --quiet mangakai 2>/dev/null || $(BIN)/pip uninstall --quiet --yes mangakai
+	$(BIN)/pip install --quiet $(PACKAGES:%=-e %) -e '.[dev,test]'
 	# IPAexGothic for PDF exports: only the package's font file, not matplotlib.
 	$(BIN)/pip install --quiet --no-deps 'matplotlib-fontja>=1.1,<2'
 	touch $(STAMP)
