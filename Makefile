@@ -93,5 +93,11 @@ check-proto: install
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## Refuse a Kubernetes overlay that still holds placeholder values: make deploy-check OVERLAY=prod-tokyo
+.PHONY: deploy-check
+deploy-check: install
+	@test -n "$(OVERLAY)" || { echo "usage: make deploy-check OVERLAY=<one of: $$(ls deploy/k8s/overlays)>"; exit 2; }
+	$(BIN)/python deploy/k8s/check.py deploy/k8s/overlays/$(OVERLAY)
+
 clean: down
 	rm -rf $(VENV) $(STACK_DIR) out *.egg-info web/node_modules web/dist web/src/gen
