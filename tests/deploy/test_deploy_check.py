@@ -77,7 +77,11 @@ FILLED: dict[str, dict[str, Any]] = {
         ],
     ),
 }
-FILLED_CONFIG = ["CDN_BASE_URL=https://cdn.tokyo.mangakai.jp", "WEB_CORS_ORIGINS=https://mangakai.jp"]
+FILLED_CONFIG = [
+    "CDN_BASE_URL=https://cdn.tokyo.mangakai.jp",
+    "WEB_CORS_ORIGINS=https://mangakai.jp",
+    "TRUSTED_PROXIES=10.30.0.0/16",
+]
 
 
 def filled_overlay(directory: Path, leave_out: str | None = None) -> Path:
@@ -89,7 +93,7 @@ def filled_overlay(directory: Path, leave_out: str | None = None) -> Path:
                 {
                     "name": "mangakai-config",
                     "behavior": "merge",
-                    "literals": [] if leave_out == "config" else FILLED_CONFIG,
+                    "literals": [literal for literal in FILLED_CONFIG if literal != leave_out],
                 }
             ],
             "patches": [patch for kind, patch in FILLED.items() if kind != leave_out],
@@ -125,7 +129,7 @@ def test_a_production_overlay_with_every_value_filled_in_is_accepted(tmp_path: P
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("left", [*FILLED, "config"])
+@pytest.mark.parametrize("left", [*FILLED, *FILLED_CONFIG])
 def test_each_placeholder_left_alone_is_refused(tmp_path: Path, left: str) -> None:
     result = run_check(filled_overlay(tmp_path / "partly", leave_out=left))
     assert result.returncode == 1, f"{left} left as a placeholder, yet accepted:\n{result.stdout}"

@@ -371,6 +371,10 @@ def test_each_service_accepts_its_settings_and_listens_where_kubernetes_looks(
             assert host == f"{target}.{NAMESPACE}.svc.cluster.local"
             assert int(port) == ports(container(one(objects, "Deployment", target)))["grpc"]
             assert one(objects, "Service", target)["spec"]["clusterIP"] == "None"
+    if name == "gateway" and find(objects, "Ingress"):
+        # Calls arrive through the ingress controller: without trusting it, every client
+        # would count as the controller's address in the per-address rate limit.
+        assert settings.trusted_proxies, "TRUSTED_PROXIES names the ingress controller's pods"
     if name == "storage" and overlay.startswith("prod"):
         region = overlay.removeprefix("prod-")
         expected = {"singapore": "ap-southeast-1", "tokyo": "ap-northeast-1"}[region]
