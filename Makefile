@@ -51,9 +51,12 @@ run: install web
 	$(BIN)/mangakai generate $(STORY) --panels $(PANELS) --out $(CURDIR)/out/manga.pdf --images-dir $(CURDIR)/out/panels
 	@echo "The mesh is still running (make down stops it)."
 
-## Start the mesh and leave it running for other clients.
+## Start the mesh and leave it running for other clients: `make up REPLICAS=2 NATS_NODES=3` runs two
+## processes of every service on a three-node NATS JetStream cluster.
+REPLICAS ?= 1
+NATS_NODES ?= 1
 up: install web
-	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR)
+	$(BIN)/python -m mangakai_devstack up --dir $(STACK_DIR) --replicas $(REPLICAS) --nats-cluster $(NATS_NODES)
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m mangakai_devstack down --dir $(STACK_DIR); fi

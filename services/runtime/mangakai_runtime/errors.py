@@ -14,7 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import grpc
+import nats.errors
+import nats.js.errors
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -97,7 +100,27 @@ class Aborted(ServiceError):
 
 
 class Unavailable(ServiceError):
+    """Safe to retry; `retry_after` (seconds), when known, goes to the caller as RetryInfo."""
+
     code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        retry_after: float = 0,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after = retry_after
+
+    def details(self) -> list[Any]:
+        if self.retry_after <= 0:
+            return super().details()
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(self.retry_after * 1000))
+        return [*super().details(), error_details_pb2.RetryInfo(retry_delay=delay)]
 
 
 class ResourceExhausted(ServiceError):
@@ -141,6 +164,21 @@ _PASSTHROUGH = {
 }
 
 
+# Infrastructure that is briefly away: a NATS node restarting or electing a JetStream leader,
+# PostgreSQL restarting or refusing connections. Safe to retry, so UNAVAILABLE, never INTERNAL.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.ServiceUnavailableError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    ConnectionError,
+)
+_RETRY_TRANSIENT_SECONDS = 1.0
+
+
 def status_of(exc: BaseException, method: str) -> tuple[grpc.StatusCode, status_pb2.Status]:
     """The status a caller sees for an exception raised while serving `method`, on any protocol.
 
@@ -163,6 +201,14 @@ def status_of(exc: BaseException, method: str) -> tuple[grpc.StatusCode, status_
                 code=grpc.StatusCode.UNAVAILABLE.value[0],
                 message="a backend service is unavailable; retry later",
             )
+    if isinstance(exc, _TRANSIENT):
+        log.warning("infrastructure unavailable in %s: %r", method, exc)
+        unavailable = Unavailable(
+            "a backing store is briefly unavailable; retry later",
+            reason="BACKEND_UNAVAILABLE",
+            retry_after=_RETRY_TRANSIENT_SECONDS,
+        )
+        return unavailable.code, unavailable.to_status()
     log.error("unexpected error in %s", method, exc_info=exc)
     return grpc.StatusCode.INTERNAL, status_pb2.Status(
         code=grpc.StatusCode.INTERNAL.value[0], message="internal error"

@@ -304,6 +304,9 @@ class Stack:
                 "WEB_HOST": host,
                 "WEB_PORT": "0",
             }
+        if isinstance(self._nats, NatsCluster) and name != "storage":
+            # Streams and KV buckets keep a copy on every node (up to JetStream's 5): losing a node loses nothing.
+            env["NATS_REPLICAS"] = str(min(5, len(self._nats.nodes)))
         if index > 0:
             first = self.service(name)
             env["GRPC_PORT"] = str(first.port)
