@@ -47,14 +47,17 @@ class UrlSigner:
                         self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
                 done.set_result(None)
             except BaseException as exc:
-                done.set_exception(exc)
-                done.exception()  # retrieved: waiters re-raise it, nobody else has to
+                if not done.done():
+                    done.set_exception(exc)
+                    done.exception()  # retrieved: waiters re-raise it, nobody else has to
                 raise
             finally:
                 for key in missing:
                     self._signing.pop(key, None)
         for future in waiting:
-            await future
+            # Shielded: a watcher that goes away while waiting must not cancel the shared call's
+            # future under the caller that owns it (and every other watcher waiting on it).
+            await asyncio.shield(future)
         return {k: self._cache[k] for k in wanted}
 
     async def fill_images(self, images: list[common_pb2.Image]) -> None:

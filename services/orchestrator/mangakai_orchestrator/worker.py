@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import prometheus_client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry import trace
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 QUEUE_SAMPLE_SECONDS = 5.0
+FETCH_RETRY_SECONDS = 0.5
 # Next to the sampling that sets it (mangakai_orchestrator.metrics holds the others).
 WORK_OLDEST_PENDING = prometheus_client.Gauge(
     "mangakai_work_oldest_pending_seconds",
@@ -71,9 +73,7 @@ class JobWorker:
         self._active: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        subscription = await self._js.pull_subscribe(
-            self._subjects.work, durable=self._subjects.work_consumer, stream=self._subjects.work_stream
-        )
+        subscription = await self._subscribe()
         try:
             while True:
                 room = self._settings.max_active_jobs - len(self._active)
@@ -84,6 +84,13 @@ class JobWorker:
                     messages = await subscription.fetch(room, timeout=2)
                 except (NatsTimeoutError, TimeoutError):
                     continue
+                except NatsError as exc:
+                    # A NATS node going away, a JetStream leader election, a reconnect: the
+                    # durable consumer outlives them all, so wait a moment and fetch again.
+                    # Dying here would take the jobs this replica holds down with it.
+                    log.warning("fetching work failed (%r); fetching again", exc)
+                    await asyncio.sleep(FETCH_RETRY_SECONDS)
+                    continue
                 for message in messages:
                     task = asyncio.create_task(self._handle(message))
                     self._active.add(task)
@@ -93,6 +100,20 @@ class JobWorker:
             for task in list(self._active):
                 task.cancel()
             await asyncio.gather(*self._active, return_exceptions=True)
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        """The pull subscription on the shared durable work consumer, waiting out a NATS cluster
+        that has no JetStream leader yet (a fresh or restarting cluster)."""
+        while True:
+            try:
+                return await self._js.pull_subscribe(
+                    self._subjects.work,
+                    durable=self._subjects.work_consumer,
+                    stream=self._subjects.work_stream,
+                )
+            except (NatsError, TimeoutError) as exc:
+                log.warning("subscribing to work failed (%r); retrying", exc)
+                await asyncio.sleep(FETCH_RETRY_SECONDS)
 
     async def _handle(self, message: Msg) -> None:
         try:

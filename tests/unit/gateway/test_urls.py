@@ -1,0 +1,42 @@
+"""Single-flight URL signing: many watchers of one event share one storage call."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mangakai.v1 import storage_pb2
+from mangakai_gateway.urls import UrlSigner
+
+
+class _SlowStorage:
+    """Answers SignUrls after `release` is set, counting calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def sign(self, keys: list[str], ttl_seconds: int = 0) -> list[storage_pb2.SignedUrl]:
+        self.calls += 1
+        await self.release.wait()
+        urls = [storage_pb2.SignedUrl(key=key, uri=f"https://blobs/{key}?sig=1") for key in keys]
+        for url in urls:
+            url.expire_time.seconds = 2_000_000_000
+        return urls
+
+
+async def test_a_waiter_that_goes_away_does_not_break_the_shared_signing_call() -> None:
+    storage = _SlowStorage()
+    signer = UrlSigner(storage, ttl_seconds=3600)  # type: ignore[arg-type]
+    owner = asyncio.create_task(signer.sign_keys(["jobs/a/p.png"]))
+    await asyncio.sleep(0)  # the owner's call is in flight
+    waiter = asyncio.create_task(signer.sign_keys(["jobs/a/p.png"]))
+    other = asyncio.create_task(signer.sign_keys(["jobs/a/p.png"]))
+    await asyncio.sleep(0)
+    waiter.cancel()  # a watcher disconnects while waiting for the shared call
+    await asyncio.sleep(0)
+    storage.release.set()
+
+    assert (await owner)["jobs/a/p.png"][0] == "https://blobs/jobs/a/p.png?sig=1"
+    assert (await other)["jobs/a/p.png"][0] == "https://blobs/jobs/a/p.png?sig=1"
+    assert waiter.cancelled()
+    assert storage.calls == 1
