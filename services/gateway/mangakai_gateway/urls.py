@@ -26,39 +26,38 @@ class UrlSigner:
         self._ttl = ttl_seconds
         self._cache: dict[str, tuple[str, float]] = {}
         # Keys being signed right now: concurrent watchers of one event wait for one call.
-        self._signing: dict[str, asyncio.Future[None]] = {}
+        self._signing: dict[str, asyncio.Task[None]] = {}
 
     async def sign_keys(self, keys: Iterable[str]) -> dict[str, tuple[str, float]]:
         now = time.time()
         margin = self._ttl / 4
         wanted = {k for k in keys if k}
         stale = [k for k in wanted if k not in self._cache or self._cache[k][1] - now < margin]
-        waiting = [self._signing[k] for k in stale if k in self._signing]
+        calls = {self._signing[k] for k in stale if k in self._signing}
         missing = [k for k in stale if k not in self._signing]
         if missing:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # The call runs as a task of its own, not inside the watcher that asked first: a
+            # watcher that goes away (its client disconnected) must not cancel the call under
+            # the others, nor hand them its cancellation.
+            call = asyncio.create_task(self._sign(missing))
+            call.add_done_callback(_retrieve)
             for key in missing:
-                self._signing[key] = done
-            try:
-                if len(self._cache) > _CACHE_LIMIT:
-                    self._cache.clear()
-                for start in range(0, len(missing), 500):
-                    for signed in await self._blobs.sign(missing[start : start + 500], self._ttl):
-                        self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
-                done.set_result(None)
-            except BaseException as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                    done.exception()  # retrieved: waiters re-raise it, nobody else has to
-                raise
-            finally:
-                for key in missing:
-                    self._signing.pop(key, None)
-        for future in waiting:
-            # Shielded: a watcher that goes away while waiting must not cancel the shared call's
-            # future under the caller that owns it (and every other watcher waiting on it).
-            await asyncio.shield(future)
+                self._signing[key] = call
+            calls.add(call)
+        for call in calls:
+            await asyncio.shield(call)
         return {k: self._cache[k] for k in wanted}
+
+    async def _sign(self, keys: list[str]) -> None:
+        try:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            for start in range(0, len(keys), 500):
+                for signed in await self._blobs.sign(keys[start : start + 500], self._ttl):
+                    self._cache[signed.key] = (signed.uri, signed.expire_time.seconds)
+        finally:
+            for key in keys:
+                self._signing.pop(key, None)
 
     async def fill_images(self, images: list[common_pb2.Image]) -> None:
         for image in images:
@@ -114,3 +113,9 @@ def _job_images(job: common_pb2.Job) -> list[common_pb2.Image]:
     if job.HasField("character_sheet"):
         images.append(job.character_sheet)
     return images
+
+
+def _retrieve(call: asyncio.Task[None]) -> None:
+    """Marks a signing call's failure as seen: the watchers that awaited it re-raise it."""
+    if not call.cancelled():
+        call.exception()
