@@ -82,7 +82,9 @@ def server(app: App, sock: socket.socket, grace_seconds: float) -> Listener:
         try:
             await serve(app, config, shutdown_trigger=draining.wait)  # type: ignore[arg-type]
         finally:
-            sock.close()
+            # hypercorn adopted the descriptor (fd://) and closes it itself when it drains;
+            # closing it again here would fail, or close whatever reused the number since.
+            sock.detach()
         log.info("web listener drained")
 
     return run

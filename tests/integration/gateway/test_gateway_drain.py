@@ -102,3 +102,6 @@ async def test_a_browser_call_in_flight_completes_while_new_connections_are_refu
     assert created.body["name"].startswith("jobs/")
     await until(lambda: gateway.returncode is not None, "the gateway exits")
     assert gateway.returncode == 0
+    # A clean drain logs no error (the web listener's socket was once closed twice: EBADF).
+    errors = [line for line in gateway.log_path.read_text().splitlines() if '"level": "ERROR"' in line]
+    assert not errors, errors
