@@ -103,5 +103,6 @@ deploy-check: install
 	@test -n "$(OVERLAY)" || { echo "usage: make deploy-check OVERLAY=<one of: $$(ls deploy/k8s/overlays)>"; exit 2; }
 	$(BIN)/python deploy/k8s/check.py deploy/k8s/overlays/$(OVERLAY)
 
-clean: down
-	rm -rf $(VENV) $(STACK_DIR) out *.egg-info web/node_modules web/dist web/src/gen
+clean:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m mangakai_devstack down --purge --dir $(STACK_DIR); fi
+	rm -rf $(VENV) $(STACK_DIR) out *.egg-info */*.egg-info */*/*.egg-info web/node_modules web/dist web/src/gen

@@ -100,3 +100,11 @@ async def test_up_in_a_private_clone_runs_a_job_and_down_stops_everything(clone:
     assert not any(is_alive(pid) for pid in pids)
     assert not check_health(gateway, timeout=0.5)
     assert not PostgresServer(clone / ".run" / "pg").is_running()
+
+    # `make clean` deletes PostgreSQL's data wherever it lives (as root: in the postgres user's home).
+    home = PostgresServer(clone / ".run" / "pg").home
+    assert (home / "data").is_dir()
+    purge = _devstack(clone, "down", "--purge", "--dir", ".run")
+    assert purge.returncode == 0, purge.stderr
+    assert not home.exists()
+    assert not (clone / ".run" / "pg").exists()

@@ -2,7 +2,9 @@
 
     python -m mangakai_devstack up     [--dir .run] [--replicas N] [--nats-cluster 3]
                                        start detached, write <dir>/stack.json, print the gateway address
-    python -m mangakai_devstack down   [--dir .run]   stop what stack.json (or the ready files) name
+    python -m mangakai_devstack down   [--dir .run] [--purge]
+                                       stop what stack.json (or the ready files) name; --purge also
+                                       deletes PostgreSQL's data, wherever it lives (make clean)
     python -m mangakai_devstack status [--dir .run]   show each component and whether it is alive
     python -m mangakai_devstack run    [--dir .run]   like up, but in the foreground until Ctrl-C
 
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shape = StackShape(_modules(args.module), args.replicas, args.nats_cluster)
         return up(directory, shape) if args.command == "up" else run(directory, shape)
     if args.command == "down":
-        return down(directory)
+        return down(directory, purge=args.purge)
     return status(directory)
 
 
@@ -131,8 +133,12 @@ def run(directory: Path, shape: StackShape) -> int:
     return code
 
 
-def down(directory: Path) -> int:
-    """Stops the services (reverse order), NATS, then PostgreSQL; removes stack.json."""
+def down(directory: Path, *, purge: bool = False) -> int:
+    """Stops the services (reverse order), NATS, then PostgreSQL; removes stack.json.
+
+    `purge` also deletes PostgreSQL's data, which may live outside `directory`
+    (in the postgres user's home when that user cannot reach the checkout).
+    """
     state = _read_state(directory) or {}
     replicas: list[dict[str, Any]] = state.get("replicas") or [
         {"service": name, **service}
@@ -164,6 +170,8 @@ def down(directory: Path) -> int:
         if postgres.is_running():
             postgres.stop(STOP_TIMEOUT)
             stopped.append("postgres")
+        if purge:
+            postgres.remove(STOP_TIMEOUT)
     (directory / STATE_FILE).unlink(missing_ok=True)
     _say(f"stopped {', '.join(stopped)}" if stopped else f"nothing was running in {directory}")
     return 0
@@ -346,7 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", parents=[common, starting], help="start the stack in the background")
     commands.add_parser("run", parents=[common, starting], help="start the stack in the foreground")
-    commands.add_parser("down", parents=[common], help="stop the stack")
+    stopping = commands.add_parser("down", parents=[common], help="stop the stack")
+    stopping.add_argument("--purge", action="store_true", help="also delete PostgreSQL's data")
     commands.add_parser("status", parents=[common], help="show what is running")
     return parser
 
