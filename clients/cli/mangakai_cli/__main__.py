@@ -42,6 +42,31 @@ READING_ORDER = enums.EnumOption(
 )
 EXPORT_FORMAT = enums.EnumOption(common_pb2.ExportFormat.DESCRIPTOR)
 
+# `mangakai --help` teaches the whole flow on one screen; the web app's "How it works" says the same.
+HOW_IT_WORKS = """\
+how it works: story -> plan -> panels -> pages -> export
+  story   a text file in any language (English, 日本語, 中文 first), up to 20,000 characters
+  plan    split into scenes, one per panel: setting, action, cast, dialogue (mangakai show JOB)
+  panels  each scene drawn as a panel, live (mangakai watch JOB); redraw one with
+          mangakai regenerate JOB PANEL "what to change"
+  pages   --layout classic    five or six panels of varied sizes per page
+                   four-koma  four equal panels stacked
+                   webtoon    one long vertical strip
+                   single     a full page for each panel
+          --reading-order rtl (right to left, as manga are read; the default) or ltr
+  export  a PDF (generate saves one) or a CBZ: mangakai export JOB --format cbz
+
+without a Gemini key (GEMINI_API_KEY on the renderer) the local backend draws every panel:
+  it can:    lighthouse, sea, room, festival, shrine, street, forest, river and mountain
+             settings by day, dusk or night, rain, snow, fireworks; figures that keep their
+             look from panel to panel, faces that smile, cry or frown; balloons lettered in the
+             story's language (vertical Japanese)
+  it cannot: draw anything else the story names (animals, vehicles, objects), real poses or
+             action, or use a reference image; those need Gemini
+
+example: mangakai generate samples/en/the_lighthouse_keeper.txt --panels 6
+"""
+
 
 def _job_ref(text: str) -> str:
     try:
@@ -86,7 +111,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mangakai", description="Turn a story into a manga with MangakAI.")
+    parser = argparse.ArgumentParser(
+        prog="mangakai",
+        description="Turn a story into a manga with MangakAI.",
+        epilog=HOW_IT_WORKS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=CLIENT_LABEL)
     _add_global_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)

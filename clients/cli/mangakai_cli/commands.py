@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -25,9 +26,11 @@ from mangakai_cli.client import GatewayClient, job_id
 from mangakai_cli.download import download
 from mangakai_cli.progress import (
     PANEL_CELLS,
+    TERMINAL_STATES,
     JobState,
     JobView,
     PanelState,
+    drawn_panels,
     job_state_label,
     open_display,
     panel_state_label,
@@ -54,6 +57,11 @@ class Terminal:
 
     def warn(self, text: str) -> None:
         self.err.print(f"mangakai: {text}", markup=False, highlight=False, soft_wrap=True)
+
+    def record(self, values: Sequence[str]) -> None:
+        """One tab-separated line, written as is (the console would expand the tabs)."""
+        self.out.file.write("\t".join(v.replace("\t", " ").replace("\n", " ") for v in values) + "\n")
+        self.out.file.flush()
 
     def emit_json(self, document: Any) -> None:
         self.out.file.write(json.dumps(document, ensure_ascii=False, indent=2) + "\n")
@@ -95,7 +103,8 @@ async def generate(
             )
     await follow(term, client, job, after_sequence=0, quiet=term.as_json)
     job = await client.get_job(job.name)
-    result: dict[str, Any] = {"job": job.name, "state": job_state_label(job.state)}
+    # The JSON keeps the machine spelling it always had ("COMPLETED"); words are for people.
+    result: dict[str, Any] = {"job": job.name, "state": JobState.Name(job.state).removeprefix("STATE_")}
     if job.state != JobState.STATE_COMPLETED:
         if term.as_json:
             result["failure_reason"] = job.failure_reason
@@ -172,7 +181,11 @@ def _report_missing(term: Terminal, missing: dict[int, str]) -> None:
 
 def _ended_line(job: common_pb2.Job) -> str:
     line = f"{job.name} {job_state_label(job.state)}"
-    return f"{line}: {job.failure_reason}" if job.failure_reason else line
+    if job.failure_reason:
+        line += f": {job.failure_reason}"
+    if job.state in (JobState.STATE_CANCELLED, JobState.STATE_FAILED) and job.panels:
+        line += f" ({drawn_panels(p.state for p in job.panels)})"
+    return line
 
 
 # -- watch ---------------------------------------------------------------------------------------
@@ -228,19 +241,25 @@ async def list_jobs(
     if not jobs:
         term.line("no jobs yet; start one with: mangakai generate STORY.txt")
         return EXIT_OK
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("NAME", no_wrap=True)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("TITLE", no_wrap=True, overflow="ellipsis")
-    table.add_column("PANELS", justify="right", no_wrap=True)
-    table.add_column("CREATED", no_wrap=True)
-    for job in jobs:
-        done = sum(1 for p in job.panels if p.current_version > 0 or p.state == PanelState.STATE_SUCCEEDED)
-        total = max(job.panel_count, len(job.panels))
-        table.add_row(
-            job.name, job_state_label(job.state), job.title, f"{done}/{total}", _when(job.create_time)
-        )
-    term.out.print(table)
+    header = ("NAME", "STATE", "TITLE", "PANELS", "CREATED")
+    rows = [
+        (job.name, job_state_label(job.state), job.title, _panel_tally(job), _when(job.create_time))
+        for job in jobs
+    ]
+    if term.out.is_terminal:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in header:
+            if column == "TITLE":
+                table.add_column(column, no_wrap=True, overflow="ellipsis")
+            else:
+                table.add_column(column, no_wrap=True, justify="right" if column == "PANELS" else "left")
+        for row in rows:
+            table.add_row(*row)
+        term.out.print(table)
+    else:
+        # Piped: whole values, one job a line, tab-separated (a table would be cut to 80 columns).
+        for row in (header, *rows):
+            term.record(row)
     if token:
         term.line(f"more: mangakai jobs --page-token {token}")
     return EXIT_OK
@@ -256,9 +275,17 @@ async def show(term: Terminal, client: GatewayClient, name: str) -> int:
     return EXIT_OK
 
 
+def _panel_tally(job: common_pb2.Job) -> str:
+    done = sum(1 for p in job.panels if p.current_version > 0 or p.state == PanelState.STATE_SUCCEEDED)
+    return f"{done}/{max(job.panel_count, len(job.panels))}"
+
+
 def describe_job(job: common_pb2.Job) -> list[str]:
     """A job's details as text lines: state, plan, scenes with dialogue, panels with versions."""
-    lines = [f"{job.name}  {job_state_label(job.state)}  {job.progress_percent}%"]
+    head = f"{job.name}  {job_state_label(job.state)}  {job.progress_percent}%"
+    if job.panels:
+        head += f"  ({drawn_panels(p.state for p in job.panels)})"
+    lines = [head]
     if job.failure_reason:
         lines.append(f"failure: {job.failure_reason}")
     if job.state == JobState.STATE_COMPLETED and job.failed_panel_count:
@@ -354,12 +381,19 @@ def _when(timestamp: timestamp_pb2.Timestamp) -> str:
 
 
 async def cancel(term: Terminal, client: GatewayClient, name: str) -> int:
+    """Cancels a job and waits for the outcome: the panel being drawn finishes or stops first."""
     job = await client.cancel_job(name)
+    if job.state not in TERMINAL_STATES:
+        async for _ in client.watch(name, job.last_event_sequence):
+            pass  # the stream ends with the terminal event
+        job = await client.get_job(name)
     if term.as_json:
         term.emit_json(_to_dict(job))
+    elif job.state == JobState.STATE_CANCELLED:
+        term.line(_ended_line(job))
     else:
-        term.line(f"{job.name} {job_state_label(job.state)}")
-    return EXIT_OK
+        term.warn(f"{_ended_line(job)}: it ended before the cancel took effect")
+    return EXIT_OK if job.state == JobState.STATE_CANCELLED else EXIT_FAILED
 
 
 # -- regenerate, export --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ JSON object per event for `--json`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
@@ -21,6 +22,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.text import Text
 
 from mangakai.v1 import common_pb2
+from mangakai_cli import enums
 
 JobState = common_pb2.Job.State
 PanelState = common_pb2.PanelVersion.State
@@ -38,11 +40,20 @@ PANEL_CELLS: dict[PanelState.ValueType, tuple[str, str]] = {
 
 
 def job_state_label(state: JobState.ValueType) -> str:
-    return JobState.Name(state).removeprefix("STATE_") if state in JobState.values() else str(state)
+    """A job state as a word for people: "cancelled", not "STATE_CANCELLED"."""
+    return enums.spelling(JobState.DESCRIPTOR, state)
 
 
 def panel_state_label(state: PanelState.ValueType) -> str:
-    return PanelState.Name(state).removeprefix("STATE_") if state in PanelState.values() else str(state)
+    """A panel version's state as a word for people: "succeeded", "failed"."""
+    return enums.spelling(PanelState.DESCRIPTOR, state)
+
+
+def drawn_panels(states: Iterable[PanelState.ValueType]) -> str:
+    """How far a job got, "4 of 24 panels drawn", from each panel's state."""
+    listed = list(states)
+    drawn = sum(1 for s in listed if s == PanelState.STATE_SUCCEEDED)
+    return f"{drawn} of {len(listed)} panels drawn"
 
 
 @dataclass
@@ -112,6 +123,8 @@ class JobView:
         line = f"{self.name} {job_state_label(self.state)}"
         if self.reason and self.state != JobState.STATE_COMPLETED:
             line += f": {self.reason}"
+        if self.state in (JobState.STATE_CANCELLED, JobState.STATE_FAILED) and self.panels:
+            line += f" ({drawn_panels(self.panels.values())})"
         if self.state == JobState.STATE_COMPLETED and self.panel_failures:
             line += f" with {len(self.panel_failures)} failed panel(s)"
         return line

@@ -117,8 +117,9 @@ def regenerate_panel(request: jobs_pb2.RegeneratePanelRequest) -> uuid.UUID:
         ident = job_id(request.name)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    if not 1 <= request.panel <= MAX_PANELS:
-        violations.append(FieldViolation("panel", f"must be 1 to {MAX_PANELS}"))
+    # Only the lower bound: the orchestrator knows the job and names its own range of panels.
+    if request.panel < 1:
+        violations.append(FieldViolation("panel", "must be 1 or more"))
     if not request.instruction.strip():
         violations.append(FieldViolation("instruction", "is required"))
     elif len(request.instruction) > MAX_INSTRUCTION_CHARS:
@@ -139,8 +140,9 @@ def set_current_panel_version(request: jobs_pb2.SetCurrentPanelVersionRequest) -
         ident = job_id(request.name)
     except InvalidArgument as exc:
         violations.extend(exc.violations)
-    if not 1 <= request.panel <= MAX_PANELS:
-        violations.append(FieldViolation("panel", f"must be 1 to {MAX_PANELS}"))
+    # Only the lower bound: the orchestrator knows the job and names its own range of panels.
+    if request.panel < 1:
+        violations.append(FieldViolation("panel", "must be 1 or more"))
     if request.version < 1:
         violations.append(FieldViolation("version", "must be 1 or more"))
     _raise(violations)

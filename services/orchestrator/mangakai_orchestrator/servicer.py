@@ -21,7 +21,13 @@ from mangakai.v1 import common_pb2, jobs_pb2, orchestrator_pb2, orchestrator_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay, publish_work
 from mangakai_orchestrator.retention import RetentionSweeper
-from mangakai_orchestrator.store import JobStateError, JobStore, PanelNumberError, VersionNotDrawnError
+from mangakai_orchestrator.store import (
+    JobStateError,
+    JobStore,
+    PanelNumberError,
+    VersionNotDrawnError,
+    state_word,
+)
 from mangakai_runtime.clients import SESSION_METADATA_KEY
 from mangakai_runtime.errors import (
     FailedPrecondition,
@@ -144,7 +150,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if job is None:
             raise NotFound(f"{request.name} not found")
         if job.state in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) and not notify:
-            raise FailedPrecondition(f"{request.name} has already ended ({JobState.Name(job.state)})")
+            raise FailedPrecondition(f"{request.name} has already ended ({state_word(job.state)})")
         if notify:
             await self._nc.publish(self._subjects.control(job_id), b"cancel")
         self._relay.kick(job_id)
@@ -175,7 +181,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise FailedPrecondition(str(exc)) from None
         except PanelNumberError:
             raise InvalidArgument(
-                [FieldViolation("panel", f"the job has panels 1 to {job.panel_count}")]
+                [FieldViolation("panel", f"this job has panels 1 to {job.panel_count}")]
             ) from None
         self._relay.kick(job_id)
         latest = panel.versions[-1].version
@@ -214,7 +220,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         job, images = inputs
         if job.state != JobState.STATE_COMPLETED or not images:
             raise FailedPrecondition(
-                f"{request.name} is {JobState.Name(job.state)}; only COMPLETED jobs with drawn panels can be exported"
+                f"{request.name} is {state_word(job.state)}; only completed jobs with drawn panels can be exported"
             )
         fingerprint = hashlib.sha256(
             "|".join(

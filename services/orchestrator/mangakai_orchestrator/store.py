@@ -25,6 +25,13 @@ VersionState = common_pb2.PanelVersion.State
 
 ACTIVE_STATES = (JobState.STATE_QUEUED, JobState.STATE_PLANNING, JobState.STATE_RENDERING)
 TERMINAL_STATES = (JobState.STATE_COMPLETED, JobState.STATE_FAILED, JobState.STATE_CANCELLED)
+
+
+def state_word(state: JobState.ValueType) -> str:
+    """A state as a word for messages people read ("cancelled", not "STATE_CANCELLED")."""
+    return JobState.Name(state).removeprefix("STATE_").lower()
+
+
 UNSETTLED_VERSIONS = (VersionState.STATE_PENDING, VersionState.STATE_RENDERING)
 
 
@@ -100,7 +107,7 @@ class JobStore:
         event.sequence = row["last_event_seq"]
         event.job_state = row["state"]
         event.create_time.FromDatetime(row["now"])
-        event.progress_percent = await self._progress(conn, job_id, row["state"])
+        event.progress_percent = await self._progress(conn, job_id)
         event.terminal = row["state"] in TERMINAL_STATES
         await conn.execute(
             "INSERT INTO job_events (job_id, seq, event, create_time) VALUES ($1, $2, $3, $4)",
@@ -111,23 +118,24 @@ class JobStore:
         )
         return event
 
-    async def _progress(self, conn: PoolConnectionProxy, job_id: uuid.UUID, state: JobState.ValueType) -> int:
-        if state in TERMINAL_STATES:
-            return 100
-        if state == JobState.STATE_QUEUED:
-            return 0
-        if state == JobState.STATE_PLANNING:
-            return 5
+    async def _progress(self, conn: PoolConnectionProxy, job_id: uuid.UUID) -> int:
+        """The one definition of a job's progress: drawn panels over panels still wanted.
+
+        A panel is drawn when its latest version succeeded; it is no longer wanted
+        when its latest version failed (Job.failed_panel_count reports those).
+        Cancelled panels stay wanted, so a job cancelled or failed half-way shows
+        how far it got rather than 100; before the plan there is nothing to count.
+        """
         row = await conn.fetchrow(
-            """SELECT count(*) AS total,
-                      count(*) FILTER (WHERE latest.state NOT IN (1, 2)) AS settled
+            """SELECT count(*) FILTER (WHERE latest.state = 3) AS drawn,
+                      count(*) FILTER (WHERE latest.state <> 4) AS wanted
                FROM (SELECT DISTINCT ON (number) state FROM panel_versions
                      WHERE job_id = $1 ORDER BY number, version DESC) AS latest""",
             job_id,
         )
         assert row is not None
-        total, settled = int(row["total"]), int(row["settled"])
-        return 10 if total == 0 else 10 + (90 * settled) // total
+        drawn, wanted = int(row["drawn"]), int(row["wanted"])
+        return (100 * drawn) // wanted if wanted else 0
 
     async def events_after(self, job_id: uuid.UUID, after: int) -> list[common_pb2.JobEvent]:
         rows = await self._pool.fetch(
@@ -282,8 +290,8 @@ class JobStore:
                 raise LookupError(job_name(job_id))
             if row["state"] not in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) or not row["planned"]:
                 raise JobStateError(
-                    f"{job_name(job_id)} is {JobState.Name(row['state'])}; panels can be regenerated once the job "
-                    "has COMPLETED or FAILED after planning"
+                    f"{job_name(job_id)} is {state_word(row['state'])}; panels can be regenerated once the job "
+                    "has completed or failed after planning"
                 )
             exists = await conn.fetchval(
                 "SELECT 1 FROM panels WHERE job_id = $1 AND number = $2", job_id, number
@@ -676,7 +684,7 @@ class JobStore:
         )
         if row["character_sheet"] is not None:
             job.character_sheet.ParseFromString(row["character_sheet"])
-        job.progress_percent = await self._progress(conn, row["id"], row["state"])
+        job.progress_percent = await self._progress(conn, row["id"])
         panel_rows = await conn.fetch(
             "SELECT number, scene, current_version FROM panels WHERE job_id = $1 ORDER BY number", row["id"]
         )

@@ -101,7 +101,7 @@ async def test_generate_of_a_failed_job_exits_1_without_export(
 
     out = capsys.readouterr().out
     assert code == 1
-    assert f"{job.name} FAILED: the story could not be planned" in out
+    assert f"{job.name} failed: the story could not be planned" in out
     assert gateway.export_requests == []
     assert not cli.work.exists("out")
 
@@ -150,7 +150,7 @@ async def test_watch_resumes_after_a_broken_stream(
     assert out.count("plan ready") == 1
     assert out.count("panel 1 done") == 1
     assert out.count("panel 2 done") == 1
-    assert f"{job.name} COMPLETED" in out
+    assert f"{job.name} completed" in out
 
 
 async def test_watch_of_a_finished_job_prints_its_end(
@@ -162,7 +162,7 @@ async def test_watch_of_a_finished_job_prints_its_end(
     code = await cli("watch", job.name)
 
     assert code == 1
-    assert f"{job.name} FAILED: no scenes found" in capsys.readouterr().out
+    assert f"{job.name} failed: no scenes found" in capsys.readouterr().out
     assert gateway.watch_requests == []
 
 
@@ -265,8 +265,8 @@ async def test_show_prints_scenes_dialogue_and_versions(
     out = capsys.readouterr().out
     assert 'title: "Rain over Kyoto" (en)' in out
     assert 'Aki: "It is still raining (2)"' in out
-    assert "v1 SUCCEEDED" in out
-    assert "v1 FAILED (timed out)" in out
+    assert "v1 succeeded" in out
+    assert "v1 failed (timed out)" in out
 
 
 async def test_export_downloads_to_the_given_file(

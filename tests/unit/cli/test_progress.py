@@ -57,7 +57,7 @@ def test_cancellation_marks_unfinished_panels() -> None:
             state_changed=common_pb2.JobStateChanged(state=JobState.STATE_CANCELLED, reason="by the user"),
         )
     )
-    assert line == "jobs/x CANCELLED: by the user"
+    assert line == "jobs/x cancelled: by the user (1 of 3 panels drawn)"
     assert view.panel_row().plain.startswith("✓ ✗ - ")
 
 
