@@ -15,38 +15,18 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import grpc
-from connectrpc.code import Code
-from connectrpc.errors import ConnectError, ErrorDetail
+from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.request import RequestContext
-from google.rpc import status_pb2
-from protobuf.wkt import Any as AnyDetail
 
 from mangakai.v1 import common_pb2, jobs_connect, jobs_pb2, sessions_connect, sessions_pb2
 from mangakai_gateway.client_address import host_of
+from mangakai_gateway.connect_errors import connect_error
 from mangakai_gateway.connect_telemetry import ConnectTelemetry
+from mangakai_gateway.json_codec import ProtoJsonCodec
 from mangakai_gateway.servicer import Caller, JobApi, SessionApi
-from mangakai_runtime.errors import status_of
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
-
-
-def _code(code: grpc.StatusCode) -> Code:
-    return Code.CANCELED if code == grpc.StatusCode.CANCELLED else Code[code.name]
-
-
-def _from_status(status: status_pb2.Status, code: grpc.StatusCode) -> ConnectError:
-    details = [ErrorDetail(AnyDetail(type_url=d.type_url, value=d.value)) for d in status.details]
-    return ConnectError(_code(code), status.message, details)
-
-
-def connect_error(exc: Exception, method: str) -> ConnectError:
-    """The ConnectError a caller gets for an exception raised by the API (the same status as over gRPC)."""
-    if isinstance(exc, ConnectError):
-        return exc
-    code, status = status_of(exc, method)
-    return _from_status(status, code)
 
 
 @contextlib.contextmanager
@@ -158,11 +138,18 @@ def applications(
     """The connectrpc ASGI applications of the public services."""
     # First in the list, so connectrpc runs it before reading the body: malformed requests count too.
     interceptors = [ConnectTelemetry()]
+    codecs = [google_protobuf_binary_codec(), ProtoJsonCodec()]
     return [
         sessions_connect.SessionServiceASGIApplication(
-            SessionConnectService(sessions), interceptors=interceptors, read_max_bytes=MAX_MESSAGE_BYTES
+            SessionConnectService(sessions),
+            interceptors=interceptors,
+            codecs=codecs,
+            read_max_bytes=MAX_MESSAGE_BYTES,
         ),
         jobs_connect.JobServiceASGIApplication(
-            JobConnectService(jobs), interceptors=interceptors, read_max_bytes=MAX_MESSAGE_BYTES
+            JobConnectService(jobs),
+            interceptors=interceptors,
+            codecs=codecs,
+            read_max_bytes=MAX_MESSAGE_BYTES,
         ),
     ]

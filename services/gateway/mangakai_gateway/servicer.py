@@ -14,6 +14,7 @@ web listener serves the same objects over gRPC-Web and Connect (connect.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -156,11 +157,16 @@ class JobApi:
             )
             return list(response.events)
 
-        async for event in self._hub.watch(job_id, request.after_sequence, fill_gap):
-            yield await self._signer.fill_event(event)
-            # The run in progress when the watch began (or a later one) has ended.
-            if event.terminal and event.sequence >= job.last_event_sequence:
-                return
+        try:
+            async for event in self._hub.watch(job_id, request.after_sequence, fill_gap):
+                yield await self._signer.fill_event(event)
+                # The run in progress when the watch began (or a later one) has ended.
+                if event.terminal and event.sequence >= job.last_event_sequence:
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client hung up or its deadline passed: an everyday event, not an error.
+            log.info("client stopped watching %s", request.name)
+            raise
 
     async def regenerate_panel(
         self, request: jobs_pb2.RegeneratePanelRequest, caller: Caller

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 import uuid
+import warnings
 from typing import Protocol
 
 from google.protobuf.descriptor import EnumDescriptor
@@ -22,7 +24,12 @@ MAX_PANELS = 24
 MAX_NOTES_CHARS = 1000
 MAX_INSTRUCTION_CHARS = 1000
 MAX_REFERENCE_BYTES = 8 * 1024 * 1024
+# Decoding allocates width x height pixels whatever the file's size: a few hundred bytes of PNG can
+# declare a picture of gigabytes (a decompression bomb). 40 million pixels is more than any model
+# takes as a reference.
+MAX_REFERENCE_PIXELS = 40_000_000
 MAX_PAGE_SIZE = 100
+MAX_CLIENT_CHARS = 100
 REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -48,6 +55,37 @@ def _check_enum(violations: list[FieldViolation], field: str, enum: _ProtoEnum, 
         violations.append(FieldViolation(field, f"unknown value {value} for {enum.DESCRIPTOR.full_name}"))
 
 
+def _text_problem(value: str) -> str:
+    """Why a text field cannot be stored, or "": PostgreSQL's text holds no NUL, UTF-8 no lone surrogate."""
+    if "\x00" in value:
+        return "must not contain U+0000 (NUL)"
+    if any(unicodedata.category(c) == "Cs" for c in value):
+        return "must be valid Unicode (no lone surrogates)"
+    return ""
+
+
+def _has_visible_text(value: str) -> bool:
+    """Whether `value` has a letter, digit, mark, punctuation or symbol (not only spaces, controls,
+    zero-width or other format characters such as U+200B or U+FEFF)."""
+    return any(unicodedata.category(c)[0] not in "ZC" for c in value)
+
+
+def _check_text(
+    violations: list[FieldViolation], field: str, value: str, max_chars: int, *, required: bool = False
+) -> None:
+    problem = _text_problem(value)
+    if problem:
+        violations.append(FieldViolation(field, problem))
+    elif required and not _has_visible_text(value):
+        violations.append(
+            FieldViolation(field, "is required and must not be only white space or invisible characters")
+        )
+    elif len(value) > max_chars:
+        violations.append(
+            FieldViolation(field, f"is {len(value)} characters; at most {max_chars} are allowed")
+        )
+
+
 def _raise(violations: list[FieldViolation]) -> None:
     if violations:
         raise InvalidArgument(violations)
@@ -65,28 +103,21 @@ def job_id(name: str, field: str = "name") -> uuid.UUID:
 
 
 def create_session(request: sessions_pb2.CreateSessionRequest) -> None:
-    if len(request.client) > 100:
-        _raise([FieldViolation("client", "at most 100 characters")])
+    violations: list[FieldViolation] = []
+    _check_text(violations, "client", request.client, MAX_CLIENT_CHARS)
+    _raise(violations)
 
 
 def create_job(request: jobs_pb2.CreateJobRequest) -> None:
     violations: list[FieldViolation] = []
-    if not request.story.strip():
-        violations.append(FieldViolation("story", "is required and must not be only white space"))
-    elif len(request.story) > MAX_STORY_CHARS:
-        violations.append(
-            FieldViolation(
-                "story", f"is {len(request.story)} characters; at most {MAX_STORY_CHARS} are allowed"
-            )
-        )
+    _check_text(violations, "story", request.story, MAX_STORY_CHARS, required=True)
     if request.panel_count != 0 and not 1 <= request.panel_count <= MAX_PANELS:
         violations.append(
             FieldViolation("panel_count", f"must be 1 to {MAX_PANELS} (or 0 for the default of 6)")
         )
     for field, enum in _STYLE_ENUMS.items():
         _check_enum(violations, f"style.{field}", enum, getattr(request.style, field))
-    if len(request.style.notes) > MAX_NOTES_CHARS:
-        violations.append(FieldViolation("style.notes", f"at most {MAX_NOTES_CHARS} characters"))
+    _check_text(violations, "style.notes", request.style.notes, MAX_NOTES_CHARS)
     _check_enum(violations, "layout", common_pb2.PageLayout, request.layout)
     _check_enum(violations, "reading_order", common_pb2.ReadingOrder, request.reading_order)
     if request.request_id and not _REQUEST_ID.fullmatch(request.request_id):
@@ -98,7 +129,7 @@ def list_jobs(request: jobs_pb2.ListJobsRequest) -> None:
     violations: list[FieldViolation] = []
     if not 0 <= request.page_size <= MAX_PAGE_SIZE:
         violations.append(FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}"))
-    if len(request.page_token) > 512:
+    if len(request.page_token) > 512 or not request.page_token.isascii():
         violations.append(FieldViolation("page_token", "not a token returned by ListJobs"))
     _raise(violations)
 
@@ -120,10 +151,7 @@ def regenerate_panel(request: jobs_pb2.RegeneratePanelRequest) -> uuid.UUID:
     # Only the lower bound: the orchestrator knows the job and names its own range of panels.
     if request.panel < 1:
         violations.append(FieldViolation("panel", "must be 1 or more"))
-    if not request.instruction.strip():
-        violations.append(FieldViolation("instruction", "is required"))
-    elif len(request.instruction) > MAX_INSTRUCTION_CHARS:
-        violations.append(FieldViolation("instruction", f"at most {MAX_INSTRUCTION_CHARS} characters"))
+    _check_text(violations, "instruction", request.instruction, MAX_INSTRUCTION_CHARS, required=True)
     if request.reference_image:
         problem = reference_image_problem(request.reference_image)
         if problem:
@@ -155,8 +183,18 @@ def reference_image_problem(data: bytes) -> str:
     if len(data) > MAX_REFERENCE_BYTES:
         return f"is {len(data)} bytes; at most {MAX_REFERENCE_BYTES} (8 MiB) are allowed"
     try:
-        with Image.open(io.BytesIO(data), formats=REFERENCE_FORMATS) as image:
-            image.verify()
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; our own limit decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=REFERENCE_FORMATS) as image:
+                width, height = image.size
+                if width * height > MAX_REFERENCE_PIXELS:
+                    return (
+                        f"is {width} x {height} pixels; at most {MAX_REFERENCE_PIXELS:,} pixels are allowed"
+                    )
+                image.verify()
+    except Image.DecompressionBombError:
+        return f"declares more than {MAX_REFERENCE_PIXELS:,} pixels (a decompression bomb)"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return "must be a PNG, JPEG or WebP image"
     return ""

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -78,9 +78,19 @@ def _encode_cursor(cursor: tuple[datetime, uuid.UUID]) -> str:
 def _decode_cursor(token: str) -> tuple[datetime, uuid.UUID]:
     try:
         when, _, ident = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
-        return datetime.fromisoformat(when), uuid.UUID(ident)
-    except ValueError:
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError(when)
+        # A crafted offset can push the moment out of range once in UTC (year 1 at +14:00).
+        return moment.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError):
         raise InvalidArgument([FieldViolation("page_token", "not a token returned by ListJobs")]) from None
+
+
+def _same_request(request: jobs_pb2.CreateJobRequest, job: common_pb2.Job) -> bool:
+    """Whether `job`, found by the request's request_id, was created by this same request (AIP-155)."""
+    asked = (request.story, request.panel_count, request.style, request.layout, request.reading_order)
+    return asked == (job.story, job.panel_count, job.style, job.layout, job.reading_order)
 
 
 def _content_type(data: bytes) -> str:
@@ -120,6 +130,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         normalized.reading_order = request.reading_order or common_pb2.READING_ORDER_RIGHT_TO_LEFT
         job, created = await self._store.create_job(session, normalized)
         job_id = _job_id(job.name)
+        if not created and not _same_request(normalized, job):
+            raise FailedPrecondition(
+                f"request_id {request.request_id!r} was already used for another request ({job.name}); "
+                "send a new request_id for a new job",
+                reason="REQUEST_ID_REUSED",
+                metadata={"job": job.name},
+            )
         if created:
             self._relay.kick(job_id)
             try:
@@ -164,6 +181,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         job = await self._store.get_job(session, job_id, full=False)
         if job is None:
             raise NotFound(f"{request.name} not found")
+        # Checked again under the row lock by add_panel_version; checked here first so that a
+        # refused request stores no reference image.
+        if job.state not in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) or not job.panels:
+            raise FailedPrecondition(
+                f"{request.name} is {state_word(job.state)}; panels can be regenerated once the job "
+                "has completed or failed after planning"
+            )
+        if not 1 <= request.panel <= job.panel_count:
+            raise InvalidArgument([FieldViolation("panel", f"this job has panels 1 to {job.panel_count}")])
         reference_key = ""
         if request.reference_image:
             digest = hashlib.sha256(request.reference_image).hexdigest()

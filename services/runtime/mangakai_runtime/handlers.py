@@ -6,7 +6,7 @@ attributes its handlers carry, and `grpc.*_rpc_method_handler` return Any.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeAlias, cast
 
@@ -41,16 +41,38 @@ Guard: TypeAlias = Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncC
 """Runs around one call (for a stream: around all of it) and sees how it ends."""
 
 
-def guarded(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMethodHandler:
-    """`handler` with every call, whatever its shape, run inside `guard(context)`."""
+def _no_check(request: Any) -> None:
+    return None
+
+
+async def _checked(requests: AsyncIterable[Any], check: Callable[[Any], None]) -> AsyncIterator[Any]:
+    async for request in requests:
+        check(request)
+        yield request
+
+
+def guarded(
+    handler: grpc.RpcMethodHandler,
+    guard: Guard,
+    *,
+    deserializer: Callable[[bytes], Any] | None = None,
+    check: Callable[[Any], None] = _no_check,
+) -> grpc.RpcMethodHandler:
+    """`handler` with every call, whatever its shape, run inside `guard(context)`.
+
+    `deserializer` replaces the handler's; `check` sees every request inside the guard
+    before the servicer does (and may raise).
+    """
     fields = typed(handler)
-    deserializer, serializer = fields.request_deserializer, fields.response_serializer
+    deserializer = deserializer or fields.request_deserializer
+    serializer = fields.response_serializer
     wrapped: grpc.RpcMethodHandler
     if fields.unary_unary:
         inner_uu = fields.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with guard(context):
+                check(request)
                 return await inner_uu(request, context)
 
         wrapped = grpc.unary_unary_rpc_method_handler(unary_unary, deserializer, serializer)
@@ -62,6 +84,7 @@ def guarded(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMethodHandl
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with guard(context):
+                check(request)
                 async for item in inner_us(request, context):
                     yield item
 
@@ -72,7 +95,7 @@ def guarded(handler: grpc.RpcMethodHandler, guard: Guard) -> grpc.RpcMethodHandl
 
         async def stream_unary(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with guard(context):
-                return await inner_su(requests, context)
+                return await inner_su(_checked(requests, check), context)
 
         wrapped = grpc.stream_unary_rpc_method_handler(stream_unary, deserializer, serializer)
         return wrapped

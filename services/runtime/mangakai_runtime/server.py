@@ -27,6 +27,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
+from mangakai_runtime.decoding import RequestDecodingInterceptor
 from mangakai_runtime.errors import ErrorInterceptor
 from mangakai_runtime.log import configure_logging
 from mangakai_runtime.settings import ServiceSettings
@@ -97,7 +98,13 @@ async def create_server(
     never sends work to new pods. Calls in flight get the grace to finish.
     """
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(filter_=_TRACED), MetricsInterceptor(), ErrorInterceptor()],
+        # RequestDecodingInterceptor inside ErrorInterceptor: undecodable requests become INVALID_ARGUMENT.
+        interceptors=[
+            aio_server_interceptor(filter_=_TRACED),
+            MetricsInterceptor(),
+            ErrorInterceptor(),
+            RequestDecodingInterceptor(),
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

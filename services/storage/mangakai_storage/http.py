@@ -1,8 +1,10 @@
 """The HTTP server behind signed fs URLs: GET and HEAD of `/blobs/{key}`, and `/healthz`.
 
 Blobs are content-addressed, so a response never changes for its ETag (the
-sha256) and may be cached for a year. A signed URL is a bearer credential,
-so any origin may read it (the web app loads panels from here).
+sha256), but the URL that reaches it expires: responses are `private` (no
+shared cache keeps serving a blob to others once its URL is dead) and cached
+no longer than the URL's remaining lifetime. A signed URL is a bearer
+credential, so any origin may read it (the web app loads panels from here).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,12 +34,17 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 BLOB_PATH = "/blobs/"
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-expose-headers", b"ETag, Content-Length, Content-Range, Accept-Ranges"),
 ]
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def cache_control(expires_at: int, *, now: float | None = None) -> str:
+    """Cache-Control of a blob served through a URL valid until `expires_at` (unix seconds)."""
+    remaining = max(0, expires_at - int(now if now is not None else time.time()))
+    return f"private, max-age={remaining}"
 
 
 class RangeNotSatisfiable(Exception):
@@ -164,7 +172,7 @@ class BlobHttpApp:
                 etag = f'"{info.sha256}"'
                 common = [
                     (b"etag", etag.encode()),
-                    (b"cache-control", CACHE_CONTROL.encode()),
+                    (b"cache-control", cache_control(int(expires)).encode()),
                     (b"accept-ranges", b"bytes"),
                     *_CORS,
                 ]

@@ -487,7 +487,9 @@ async def test_signed_url_serves_the_blob(storage: StorageProcess, prefix: str) 
         return
     etag = f'"{blob.sha256}"'
     assert fetched.headers["etag"] == etag
-    assert fetched.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # Private, and never cached past the URL's own expiry (600 s here).
+    directive, max_age = fetched.headers["cache-control"].split(", max-age=")
+    assert directive == "private" and 540 <= int(max_age) <= 600, fetched.headers["cache-control"]
     assert fetched.headers["access-control-allow-origin"] == "*"
 
     head = await fetch(url, "HEAD")

@@ -11,7 +11,7 @@ from google.rpc import error_details_pb2
 
 from mangakai_gateway.asgi import App, Message
 from mangakai_gateway.assets import StaticAssets
-from mangakai_gateway.connect import connect_error
+from mangakai_gateway.connect_errors import connect_error
 from mangakai_gateway.cors import CorsMiddleware
 from mangakai_runtime.errors import FieldViolation, InvalidArgument, ResourceExhausted
 
