@@ -88,6 +88,7 @@ async def main() -> None:
         await blobs.close()
         await pool.close()
 
+    service.on_drain.append(hub.drain)
     service.on_shutdown.append(close)
     await service.serve(
         [

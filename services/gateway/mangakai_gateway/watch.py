@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from mangakai.v1 import common_pb2
+from mangakai_runtime.errors import Unavailable
 from mangakai_runtime.subjects import Subjects
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class JobEventHub:
         self._feeds: dict[uuid.UUID, _Feed] = {}
         self._opening: dict[uuid.UUID, asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     async def _feed(self, job_id: uuid.UUID) -> _Feed:
         lock = self._opening.setdefault(job_id, asyncio.Lock())
@@ -124,16 +126,19 @@ class JobEventHub:
         `fill_gap(job_id, after)` reads stored events from the job store; it is used when
         nothing arrives for a while, so a slow or lost relay cannot stall a watcher.
         """
+        self._refuse_if_draining()
         feed = await self._feed(job_id)
         feed.watchers += 1
         try:
             position = after
             while True:
+                self._refuse_if_draining()
                 if feed.last <= position:
                     changed = feed.changed
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._idle):
                             await changed.wait()
+                    self._refuse_if_draining()
                     if feed.last <= position:
                         # Nothing arrived for a while: make sure nothing was missed on the way.
                         await feed.add(await fill_gap(job_id, feed.last))
@@ -144,6 +149,21 @@ class JobEventHub:
                     position = event.sequence
         finally:
             self._release(feed)
+
+    async def drain(self) -> None:
+        """Ends every watch with UNAVAILABLE: its client re-attaches (with the last sequence it saw)
+        to another replica at once, instead of holding this one open until the grace runs out."""
+        self._draining = True
+        for feed in self._feeds.values():
+            feed.changed.set()
+            feed.changed = asyncio.Event()
+
+    def _refuse_if_draining(self) -> None:
+        if self._draining:
+            raise Unavailable(
+                "this gateway is shutting down; watch again to continue after the last event you saw",
+                reason="GATEWAY_DRAINING",
+            )
 
     async def close(self) -> None:
         for feed in list(self._feeds.values()):

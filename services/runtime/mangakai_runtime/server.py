@@ -140,6 +140,9 @@ class ServiceMain:
     name: str
     settings: ServiceSettings
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run when draining begins, before the grace: e.g. ending long-lived streams so that
+    # their clients reconnect to another replica instead of holding this one for the grace.
+    on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_ports: dict[str, int] = field(default_factory=dict)
 
     def setup(self) -> None:
@@ -200,6 +203,11 @@ class ServiceMain:
         # Both listeners stop accepting now and drain side by side: a browser call in flight
         # gets the same grace as a gRPC one (the web listener used to be cancelled first).
         draining.set()
+        for hook in self.on_drain:
+            try:
+                await hook()
+            except Exception:
+                log.exception("drain hook failed")
         grace = self.settings.shutdown_grace_seconds
         await asyncio.gather(server.grpc_server.stop(grace), _drain(serving, grace))
         for hook in self.on_shutdown:
