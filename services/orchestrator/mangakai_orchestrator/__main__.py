@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ from mangakai_runtime.server import ServiceMain
 from mangakai_runtime.subjects import Subjects
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+POOL_CLOSE_SECONDS = 1.0
 
 
 async def main() -> None:
@@ -56,9 +58,17 @@ async def main() -> None:
     servicer = OrchestratorServicer(store, backends, relay, nc, js, subjects, retention)
 
     async def close() -> None:
-        await nc.drain()
+        # The worker has handed its jobs back by now (background tasks stop first): what they
+        # wrote on the way out is published before NATS closes, then the clients close.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.shutdown_grace_seconds / 2):
+                await relay.flush()
+        await events.close(nc)
         await backends.close()
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+        except TimeoutError:
+            pool.terminate()  # a connection stuck on an unreachable PostgreSQL
 
     service.on_shutdown.append(close)
     await service.serve(

@@ -37,6 +37,11 @@ from mangakai_runtime.telemetry import inject_headers
 log = logging.getLogger(__name__)
 
 
+# How long closing may wait for subscriptions to drain: well inside any shutdown grace
+# (nats-py's default, 30 s, kept an idle orchestrator alive long after SIGTERM).
+DRAIN_TIMEOUT_SECONDS = 1
+
+
 async def connect(url: str, name: str) -> NATS:
     """Connects to NATS (`url`: one server or a comma-separated cluster), reconnecting forever
     in the background after the first success."""
@@ -46,7 +51,19 @@ async def connect(url: str, name: str) -> NATS:
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
+        drain_timeout=DRAIN_TIMEOUT_SECONDS,
     )
+
+
+async def close(nc: NATS) -> None:
+    """Drains the connection within `DRAIN_TIMEOUT_SECONDS` (plus a flush), else closes it outright."""
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_SECONDS + 1):
+            await nc.drain()
+    except Exception as exc:  # a reconnecting client cannot drain; a late flush times out
+        log.info("NATS drain ended early (%r); closing", exc)
+    if not nc.is_closed:
+        await nc.close()
 
 
 async def ensure_streams(
@@ -159,6 +176,20 @@ class EventRelay:
         await self._js.publish(
             self._subjects.events(job_id), event.SerializeToString(), headers=headers, timeout=5
         )
+
+    async def flush(self) -> None:
+        """Publishes every event still in the outbox (on shutdown, after the worker has stopped)."""
+        try:
+            jobs = set(self._kicked) | set(await self._unpublished())
+        except Exception:
+            log.warning("could not read the outbox; the next replica publishes it", exc_info=True)
+            return
+        self._kicked.clear()
+        for job_id in jobs:
+            try:
+                await self._relay(job_id, self.publish)
+            except Exception:
+                log.warning("relaying events of job %s failed on shutdown", job_id, exc_info=True)
 
     async def run(self) -> None:
         last_sweep = 0.0

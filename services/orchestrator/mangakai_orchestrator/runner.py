@@ -47,12 +47,9 @@ log = logging.getLogger(__name__)
 JobState = common_pb2.Job.State
 T = TypeVar("T")
 
-# Renderer failures worth another try: the call never completed or the service was overloaded.
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
+# Answers that carry no ErrorInfo with these codes never came from the renderer's own code: the
+# call did not get through (a replica gone, a connection cut). Worth another try.
+_NOT_ANSWERED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 def panel_blob_key(job_id: uuid.UUID, number: int, version: int) -> str:
@@ -85,8 +82,14 @@ def panel_aspect_ratio(layout: int, shot: int) -> str:
     return "1:1"
 
 
-def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
-    """The server's RetryInfo delay when given, else jittered exponential backoff."""
+def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float | None:
+    """How long to wait before trying a failed renderer call again; None: do not.
+
+    The callee owns its retries (the renderer retries Gemini itself) and says what
+    may be retried: a RetryInfo delay is obeyed; a call that got no answer from the
+    renderer's code is tried again after jittered exponential backoff; any other
+    answer is final (e.g. ABORTED once the renderer used up its Gemini attempts).
+    """
     status = rpc_status.from_call(error)
     if status is not None:
         for detail in status.details:
@@ -94,7 +97,9 @@ def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float:
                 info = error_details_pb2.RetryInfo()
                 detail.Unpack(info)
                 return float(info.retry_delay.ToTimedelta().total_seconds()) + random.uniform(0, 0.25)
-    return float(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+    if error.code() in _NOT_ANSWERED and error_info(error) is None:
+        return float(min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0))
+    return None
 
 
 def _describe(error: grpc.aio.AioRpcError) -> str:
@@ -139,9 +144,9 @@ class JobRunner:
 
         subscription = await self._nc.subscribe(self._subjects.control(job.id), cb=on_control)
         poller = asyncio.create_task(self._poll_cancel(job.id, cancelled))
+        work = asyncio.create_task(self._advance(job, cancelled))
+        stop = asyncio.create_task(cancelled.wait())
         try:
-            work = asyncio.create_task(self._advance(job, cancelled))
-            stop = asyncio.create_task(cancelled.wait())
             if job.cancel_requested:
                 cancelled.set()
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -164,6 +169,12 @@ class JobRunner:
             JOBS_FINISHED.labels(finished_label(JobState.STATE_CANCELLED)).inc()
             log.info("job %s cancelled", job.id)
         finally:
+            # Handed back (shutdown, lost lease, an error): the job's work stops with this call,
+            # so that no draw of it is started by a process that no longer holds it.
+            stop.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait({work})
             poller.cancel()
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -200,15 +211,16 @@ class JobRunner:
         return event.job_state
 
     async def _with_retries(self, call: Callable[[int], Awaitable[T]]) -> T:
-        """`call(attempt)`, tried again after transient renderer errors (honouring RetryInfo),
-        at most `render_attempts` times; the last error is raised."""
+        """`call(attempt)`, tried again when the renderer says so (see `_retry_delay`), at most
+        `render_attempts` times; the last error is raised."""
         for attempt in range(self._settings.render_attempts - 1):
             try:
                 return await call(attempt)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _TRANSIENT:
+                delay = _retry_delay(exc, attempt)
+                if delay is None:
                     raise
-                await asyncio.sleep(_retry_delay(exc, attempt))
+                await asyncio.sleep(delay)
         return await call(self._settings.render_attempts - 1)
 
     async def _plan(self, job: ClaimedJob) -> common_pb2.ScenePlan:

@@ -168,8 +168,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             raise NotFound(f"{request.name} not found")
         if job.state in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) and not notify:
             raise FailedPrecondition(f"{request.name} has already ended ({state_word(job.state)})")
-        if notify:
-            await self._nc.publish(self._subjects.control(job_id), b"cancel")
+        # Told even when no worker holds the job: draws of it may still run in a renderer
+        # (they outlive their caller), and the renderers stop them on this subject too.
+        await self._nc.publish(self._subjects.control(job_id), b"cancel")
         self._relay.kick(job_id)
         return job
 

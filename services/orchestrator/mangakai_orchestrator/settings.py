@@ -30,7 +30,27 @@ class OrchestratorSettings(ServiceSettings):
     render_concurrency: int = Field(4, ge=1, le=64, description="Panels of one job drawn at the same time")
     max_active_jobs: int = Field(16, ge=1, le=1000, description="Jobs this replica runs at the same time")
     ack_wait_seconds: float = Field(
-        30.0, gt=0, description="How long a job is held without a heartbeat before another replica takes it"
+        10.0,
+        gt=0,
+        description="How long JetStream waits for a sign of life (an in-progress ack) before it delivers "
+        "a job run again",
+    )
+    lease_seconds: float = Field(
+        8.0,
+        gt=0,
+        description="How long a worker's claim on a job lasts without a heartbeat: a dead worker's job is "
+        "queued again within this plus HEARTBEAT_SECONDS",
+    )
+    heartbeat_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often a worker renews its lease and acks its job run in progress, and how often "
+        "expired leases are looked for",
+    )
+    retry_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Delay before a job run interrupted by a database or NATS error is delivered again",
     )
     max_job_attempts: int = Field(5, ge=1, description="Deliveries of a job before it is failed for good")
     plan_timeout_seconds: float = Field(180.0, gt=0)

@@ -313,9 +313,11 @@ class JobStore:
                 instruction,
                 reference_blob_key,
             )
+            # A new run of the job: its attempts count from zero again (they used to add up
+            # over regenerations until the fifth failed at once).
             await conn.execute(
-                """UPDATE jobs SET state = $2, run = run + 1, cancel_requested = false, end_time = NULL,
-                          failure_reason = '' WHERE id = $1""",
+                """UPDATE jobs SET state = $2, run = run + 1, attempts = 0, cancel_requested = false,
+                          end_time = NULL, failure_reason = '' WHERE id = $1""",
                 job_id,
                 JobState.STATE_RENDERING,
             )
@@ -375,13 +377,18 @@ class JobStore:
         )
 
     async def renew_lease(self, job_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
-        result = await self._pool.execute(
-            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3) WHERE id = $1 AND owner = $2",
+        """Extends this worker's lease; False when another worker has taken the job meanwhile."""
+        taken = await self._pool.fetchval(
+            """WITH renewed AS (
+                   UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+                   WHERE id = $1 AND owner = $2 RETURNING id)
+               SELECT NOT EXISTS (SELECT 1 FROM renewed)
+                  AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner IS NOT NULL AND owner <> $2)""",
             job_id,
             owner,
             lease_seconds,
         )
-        return bool(result.endswith("1"))
+        return not taken
 
     async def release(self, job_id: uuid.UUID, owner: str) -> None:
         await self._pool.execute(
@@ -587,6 +594,17 @@ class JobStore:
             job_id,
             common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=state, reason=reason)),
         )
+
+    async def expired_leases(self, limit: int = 100) -> list[tuple[uuid.UUID, datetime]]:
+        """Active jobs still owned by a worker whose lease has run out, with when it ran out."""
+        rows = await self._pool.fetch(
+            """SELECT id, lease_expires_at FROM jobs WHERE state = ANY($1::smallint[])
+                 AND owner IS NOT NULL AND lease_expires_at < now()
+               ORDER BY lease_expires_at LIMIT $2""",
+            list(ACTIVE_STATES),
+            limit,
+        )
+        return [(r["id"], r["lease_expires_at"]) for r in rows]
 
     async def stale_jobs(self, idle_seconds: float, limit: int = 100) -> list[uuid.UUID]:
         """Active jobs that no live worker holds and that have not changed for a while."""

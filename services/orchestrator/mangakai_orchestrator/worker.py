@@ -1,16 +1,20 @@
 """The job worker: takes job runs from the shared JetStream work consumer and runs them.
 
 Any replica can take any job. While a replica runs a job it holds a lease in
-PostgreSQL and keeps the JetStream message alive with in-progress acks; if it
-dies, the message is redelivered after `ack_wait_seconds` and another replica
-(or the restarted one) claims the job and resumes it. A job delivered more
-than `max_job_attempts` times is failed, so every accepted job ends.
+PostgreSQL that runs out on its own `lease_seconds` after the last heartbeat,
+and keeps the JetStream message alive with in-progress acks (every
+`heartbeat_seconds`). If the replica dies, its lease runs out: the sweeper
+queues the job again at once, whatever the consumer's ack-wait, and another
+replica (or the restarted one) claims and resumes it. A run interrupted by a
+database or NATS error is handed back (NAK) with a short delay, and the lease
+released, each on its own: one failing never keeps the other from happening.
+A job claimed more than `max_job_attempts` times in one run is failed, so every
+accepted job ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -71,6 +75,7 @@ class JobWorker:
         self._settings = settings
         self._owner = owner
         self._active: set[asyncio.Task[None]] = set()
+        self._running: set[uuid.UUID] = set()
 
     async def run(self) -> None:
         subscription = await self._subscribe()
@@ -96,6 +101,14 @@ class JobWorker:
                     self._active.add(task)
                     task.add_done_callback(self._active.discard)
         finally:
+            # Our pull requests go first (the NAKs below follow the UNSUB on the same connection):
+            # JetStream would hand a NAKed run straight back to a pull request of ours still
+            # open, to be lost with this process until the ack-wait. A pull subscription left
+            # open would also hold NATS' drain to its timeout.
+            try:
+                await subscription.unsubscribe()
+            except Exception:
+                log.debug("unsubscribing from work failed", exc_info=True)
             # Shutting down: hand every held job back for another replica to take at once.
             for task in list(self._active):
                 task.cancel()
@@ -135,18 +148,30 @@ class JobWorker:
             job_id_var.reset(token)
 
     async def _run_claimed(self, job_id: uuid.UUID, message: Msg) -> None:
-        lease = self._settings.ack_wait_seconds
-        job = await self._store.claim(job_id, self._owner, lease)
+        settings = self._settings
+        if job_id in self._running:
+            # Queued again (a lease that lapsed while PostgreSQL was away) while this replica
+            # still runs it: one run is enough.
+            await message.ack()
+            return
+        try:
+            job = await self._store.claim(job_id, self._owner, settings.lease_seconds)
+            left = None if job is not None else await self._store.lease_left(job_id)
+        except Exception:
+            # PostgreSQL away: ask again soon, so the job resumes within moments of its return.
+            log.warning("claiming job %s failed; it will be delivered again", job_id, exc_info=True)
+            await self._nak(message, settings.retry_seconds)
+            return
         if job is None:
-            left = await self._store.lease_left(job_id)
             if left is None:
                 await message.ack()  # ended already: a duplicate delivery
             else:
                 # Held by another worker whose lease has not run out yet (it may have just
                 # died): ask again once the lease is over.
-                await message.nak(delay=left + 0.5)
+                await self._nak(message, left + 0.5)
             return
-        if job.attempts > self._settings.max_job_attempts:
+        log.info("claimed job %s (run %d, attempt %d)", job_id, job.run, job.attempts)
+        if job.attempts > settings.max_job_attempts:
             log.error("job %s failed after %d attempts", job_id, job.attempts - 1)
             await self._store.finish_job(
                 job_id, reason=f"the job could not be finished after {job.attempts - 1} attempts"
@@ -155,34 +180,72 @@ class JobWorker:
             JOBS_FINISHED.labels(finished_label(common_pb2.Job.STATE_FAILED)).inc()
             await message.ack()
             return
+        self._running.add(job_id)
         heartbeat = asyncio.create_task(self._heartbeat(job_id, message))
+        run = asyncio.create_task(self._runner.run(job))
         try:
-            await self._runner.run(job)
+            await asyncio.wait({run, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                # The lease ran out (PostgreSQL was away longer than it lasts) and another
+                # worker holds the job now: stop, so that it is never run twice at once.
+                log.warning("lost the lease on job %s; leaving it to its new holder", job_id)
+                run.cancel()
+                await asyncio.wait({run})
+                await message.ack()  # the new holder has a delivery of its own
+                return
+            run.result()
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await self._store.release(job_id, self._owner)
-                await message.nak()
+            # Shutting down: stop the job's work, hand it back for another replica to take at once.
+            run.cancel()
+            await asyncio.wait({run})
+            await self._hand_back(job_id, message, 0.0)
             raise
         except Exception:
             log.exception("job %s interrupted; it will be retried", job_id)
-            with contextlib.suppress(Exception):
-                await self._store.release(job_id, self._owner)
-                await message.nak(delay=min(30.0, 2.0 * job.attempts))
+            await self._hand_back(job_id, message, settings.retry_seconds)
             return
         finally:
             heartbeat.cancel()
-        await self._store.release(job_id, self._owner)
+            self._running.discard(job_id)
+        await self._release(job_id)
         await message.ack()
 
+    async def _hand_back(self, job_id: uuid.UUID, message: Msg, delay: float) -> None:
+        """NAKs the run and releases the lease, independently: NATS and PostgreSQL fail apart."""
+        log.info("handing job %s back", job_id)
+        await self._nak(message, delay)
+        await self._release(job_id)
+
+    async def _nak(self, message: Msg, delay: float) -> None:
+        try:
+            await message.nak(delay=delay or None)
+        except Exception:
+            # The ack-wait (or the sweeper, once the lease is over) delivers it again.
+            log.warning("could not hand back a job run", exc_info=True)
+
+    async def _release(self, job_id: uuid.UUID) -> None:
+        try:
+            await self._store.release(job_id, self._owner)
+        except Exception:
+            # The lease runs out on its own within `lease_seconds`.
+            log.warning("could not release the lease on job %s", job_id, exc_info=True)
+
     async def _heartbeat(self, job_id: uuid.UUID, message: Msg) -> None:
-        interval = self._settings.ack_wait_seconds / 3
+        """Keeps the run alive; returns when another worker has taken the lease."""
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            # Each on its own: PostgreSQL down must not stop the in-progress acks, nor NATS the lease.
             try:
                 await message.in_progress()
-                await self._store.renew_lease(job_id, self._owner, self._settings.ack_wait_seconds)
             except Exception:
-                log.warning("heartbeat for job %s failed", job_id, exc_info=True)
+                log.warning("in-progress ack for job %s failed", job_id, exc_info=True)
+            try:
+                held = await self._store.renew_lease(job_id, self._owner, self._settings.lease_seconds)
+            except Exception:
+                log.warning("renewing the lease on job %s failed", job_id, exc_info=True)
+                continue
+            if not held:
+                return
 
 
 class StaleJobSweeper:
@@ -206,15 +269,35 @@ class StaleJobSweeper:
         interval = max(1.0, min(30.0, self._settings.stale_job_seconds / 4))
         loop = asyncio.get_running_loop()
         next_sweep = loop.time() + interval
+        next_sample = loop.time()
         while True:
-            await self._sample_queue()
+            if loop.time() >= next_sample:
+                next_sample = loop.time() + QUEUE_SAMPLE_SECONDS
+                await self._sample_queue()
+            try:
+                await self._requeue_expired_leases()
+            except Exception:
+                log.warning("expired lease sweep failed", exc_info=True)
             if loop.time() >= next_sweep:
                 next_sweep = loop.time() + interval
                 try:
                     await self._sweep()
                 except Exception:
                     log.warning("stale job sweep failed", exc_info=True)
-            await asyncio.sleep(min(QUEUE_SAMPLE_SECONDS, interval))
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+
+    async def _requeue_expired_leases(self) -> None:
+        """Queues again, at once, every job whose worker stopped renewing its lease (it died).
+
+        The message id names the lease that ran out, so each lapse is queued once however
+        many replicas sweep; the dead worker's own message comes back later, after the
+        consumer's ack-wait, and finds the job held or ended.
+        """
+        for job_id, expired in await self._store.expired_leases():
+            log.warning("lease on job %s ran out; queueing it again", job_id)
+            await publish_work(
+                self._js, self._subjects, job_id, 0, dedupe_suffix=f":lease:{expired.timestamp():.3f}"
+            )
 
     async def _sample_queue(self) -> None:
         try:

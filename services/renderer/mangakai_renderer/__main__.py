@@ -8,15 +8,18 @@ import logging
 
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from mangakai.v1 import renderer_pb2_grpc
 from mangakai_renderer.backend import FixedLatencyBackend, ImageBackend, LocalBackend
+from mangakai_renderer.draws import DrawBook
 from mangakai_renderer.quota import Counters, GeminiQuota, KeyValueCounters, MemoryCounters
 from mangakai_renderer.servicer import RendererServicer
 from mangakai_renderer.settings import RendererSettings
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.server import ServiceMain
 from mangakai_runtime.settings import nats_servers
+from mangakai_runtime.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,11 @@ async def main() -> None:
     service = ServiceMain("renderer", settings)
     service.setup()
     counters: Counters | None = None
+    nc: NATS | None = None
+    if settings.nats_url:
+        nc = await _connect(settings.nats_url)
     if kind == "gemini":
-        if settings.nats_url:
-            nc = await _connect(settings.nats_url)
-            service.on_shutdown.append(nc.close)
+        if nc is not None:
             bucket = f"{settings.nats_namespace.upper()}_GEMINI_QUOTA"
             counters = await KeyValueCounters.open(nc.jetstream(), bucket, replicas=settings.nats_replicas)
         else:
@@ -79,10 +83,34 @@ async def main() -> None:
     log.info("renderer backend: %s", backend.name)
     blobs = BlobClient(settings.storage_addr)
     servicer = RendererServicer(backend, blobs, concurrency=settings.render_concurrency)
-    service.on_shutdown.append(blobs.close)
+    if nc is not None:
+        await _cancel_draws_of_cancelled_jobs(nc, Subjects(settings.nats_namespace), servicer.draws)
+
+    async def close() -> None:
+        # The gRPC server has drained (its grace is over): draws nobody waits for get one more
+        # grace to store their images, then the clients they use close.
+        await servicer.draws.close(settings.shutdown_grace_seconds)
+        await blobs.close()
+        if nc is not None:
+            await nc.close()
+
+    service.on_shutdown.append(close)
     await service.serve(
         [(renderer_pb2_grpc.add_RendererServiceServicer_to_server, servicer, "mangakai.v1.RendererService")]
     )
+
+
+async def _cancel_draws_of_cancelled_jobs(nc: NATS, subjects: Subjects, draws: DrawBook) -> None:
+    """Listens on every job's control subject: a cancelled job's draws stop here too (they
+    outlive the orchestrator's calls, which is all the orchestrator can cancel itself)."""
+
+    async def on_control(message: Msg) -> None:
+        job_id = message.subject.split(".")[-2]
+        stopped = draws.cancel_job(f"jobs/{job_id}")
+        if stopped:
+            log.info("job %s cancelled: stopped %d draws", job_id, stopped)
+
+    await nc.subscribe(subjects.control("*"), cb=on_control)
 
 
 async def _connect(url: str) -> NATS:

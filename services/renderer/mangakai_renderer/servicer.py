@@ -6,8 +6,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -23,9 +22,11 @@ from mangakai_renderer.backend import (
     References,
     decode_image,
 )
+from mangakai_renderer.draws import DrawBook
 from mangakai_renderer.metrics import DRAW_SECONDS, PANELS_DRAWN, PANELS_REUSED, SHEETS_DRAWN, drawing
 from mangakai_runtime.blobs import BlobClient
 from mangakai_runtime.errors import (
+    Aborted,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -50,7 +51,7 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         self._backend = backend
         self._blobs = blobs
         self._slots = asyncio.Semaphore(concurrency)
-        self._in_flight: dict[str, asyncio.Lock] = {}
+        self.draws = DrawBook()
 
     async def PlanStory(
         self, request: renderer_pb2.PlanStoryRequest, context: Context
@@ -82,53 +83,58 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         _set_deadline(context)
+        return await self.draws.run(request.output_blob_key, request.job, lambda: self._render_panel(request))
+
+    async def _render_panel(
+        self, request: renderer_pb2.RenderPanelRequest
+    ) -> renderer_pb2.RenderPanelResponse:
+        """Draws a panel and stores it (the art first, then the lettered panel), unless it is stored already."""
         key = request.output_blob_key
         art_key = art_blob_key(key)
-        async with self._single_flight(key):
-            existing = None if request.fresh_output else await self._blobs.stat(key)
-            if existing is not None:
-                # Drawn before (e.g. by a call whose caller died): never draw a panel twice.
-                PANELS_REUSED.inc()
-                _, data = await self._blobs.get(key)
-                response = renderer_pb2.RenderPanelResponse(
-                    image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
-                )
-                art_blob = await self._blobs.stat(art_key)
-                if art_blob is not None:
-                    response.art.CopyFrom(_image_ref(art_blob, None, like=response.image))
-                return response
-            references = References()
-            if self._backend.model_backed:
-                sheet, previous, *user = await asyncio.gather(
-                    self._fetch(request.character_sheet_blob_key),
-                    self._fetch(request.previous_version_blob_key),
-                    *map(self._fetch, request.reference_blob_keys),
-                )
-                references = References(
-                    character_sheet=sheet, user=[d for d in user if d], previous_version=previous
-                )
-            async with self._slots:
-                started = time.perf_counter()
-                try:
-                    with drawing():
-                        artwork = await self._backend.draw(request, references)
-                except BackendError as exc:
-                    raise _status(exc) from exc
-                DRAW_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
-            response = renderer_pb2.RenderPanelResponse(backend=self._backend.name, drawn=True)
-            if self._backend.model_backed:
-                # The art first: once the lettered panel exists the call counts as done.
-                art_png = await asyncio.to_thread(local_art.encode_png, artwork.art)
-                art_blob = await self._blobs.put(art_key, "image/png", art_png)
-                response.art.CopyFrom(_image_ref(art_blob, artwork.art))
-            lettered_png = await asyncio.to_thread(local_art.encode_png, artwork.lettered)
-            blob = await self._blobs.put(key, "image/png", lettered_png)
-            PANELS_DRAWN.labels(self._backend.name).inc()
-            # One line per panel actually drawn: what an operator (and the replica tests,
-            # whose killed replicas take their counters with them) counts draws by.
-            log.info("panel drawn: %s", key, extra={"blob_key": key, "backend": self._backend.name})
-            response.image.CopyFrom(_image_ref(blob, artwork.lettered))
+        existing = None if request.fresh_output else await self._blobs.stat(key)
+        if existing is not None:
+            # Drawn before (e.g. by a call whose caller died): never draw a panel twice.
+            PANELS_REUSED.inc()
+            _, data = await self._blobs.get(key)
+            response = renderer_pb2.RenderPanelResponse(
+                image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
+            )
+            art_blob = await self._blobs.stat(art_key)
+            if art_blob is not None:
+                response.art.CopyFrom(_image_ref(art_blob, None, like=response.image))
             return response
+        references = References()
+        if self._backend.model_backed:
+            sheet, previous, *user = await asyncio.gather(
+                self._fetch(request.character_sheet_blob_key),
+                self._fetch(request.previous_version_blob_key),
+                *map(self._fetch, request.reference_blob_keys),
+            )
+            references = References(
+                character_sheet=sheet, user=[d for d in user if d], previous_version=previous
+            )
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                with drawing():
+                    artwork = await self._backend.draw(request, references)
+            except BackendError as exc:
+                raise _status(exc) from exc
+            DRAW_SECONDS.labels(self._backend.name).observe(time.perf_counter() - started)
+        response = renderer_pb2.RenderPanelResponse(backend=self._backend.name, drawn=True)
+        if self._backend.model_backed:
+            # The art first: once the lettered panel exists the call counts as done.
+            art_png = await asyncio.to_thread(local_art.encode_png, artwork.art)
+            art_blob = await self._blobs.put(art_key, "image/png", art_png)
+            response.art.CopyFrom(_image_ref(art_blob, artwork.art))
+        lettered_png = await asyncio.to_thread(local_art.encode_png, artwork.lettered)
+        blob = await self._blobs.put(key, "image/png", lettered_png)
+        PANELS_DRAWN.labels(self._backend.name).inc()
+        # One line per panel actually drawn: what an operator (and the replica tests,
+        # whose killed replicas take their counters with them) counts draws by.
+        log.info("panel drawn: %s", key, extra={"blob_key": key, "backend": self._backend.name})
+        response.image.CopyFrom(_image_ref(blob, artwork.lettered))
+        return response
 
     async def RenderCharacterSheet(
         self, request: renderer_pb2.RenderCharacterSheetRequest, context: Context
@@ -139,31 +145,37 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         _set_deadline(context)
+        return await self.draws.run(
+            request.output_blob_key, request.job, lambda: self._render_character_sheet(request)
+        )
+
+    async def _render_character_sheet(
+        self, request: renderer_pb2.RenderCharacterSheetRequest
+    ) -> renderer_pb2.RenderCharacterSheetResponse:
         key = request.output_blob_key
-        async with self._single_flight(key):
-            existing = await self._blobs.stat(key)
-            if existing is not None:
-                _, data = await self._blobs.get(key)
-                return renderer_pb2.RenderCharacterSheetResponse(
-                    image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
-                )
-            references = [
-                data for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys)) if data
-            ]
-            async with self._slots:
-                try:
-                    with drawing():
-                        sheet = await self._backend.draw_character_sheet(
-                            request.characters, request.style, request.language or "en", references
-                        )
-                except BackendError as exc:
-                    raise _status(exc) from exc
-            png = await asyncio.to_thread(local_art.encode_png, sheet)
-            blob = await self._blobs.put(key, "image/png", png)
-            SHEETS_DRAWN.labels(self._backend.name).inc()
+        existing = await self._blobs.stat(key)
+        if existing is not None:
+            _, data = await self._blobs.get(key)
             return renderer_pb2.RenderCharacterSheetResponse(
-                image=_image_ref(blob, sheet), backend=self._backend.name, drawn=True
+                image=_image_ref(existing, decode_image(data)), backend=self._backend.name, drawn=False
             )
+        references = [
+            data for data in await asyncio.gather(*map(self._fetch, request.reference_blob_keys)) if data
+        ]
+        async with self._slots:
+            try:
+                with drawing():
+                    sheet = await self._backend.draw_character_sheet(
+                        request.characters, request.style, request.language or "en", references
+                    )
+            except BackendError as exc:
+                raise _status(exc) from exc
+        png = await asyncio.to_thread(local_art.encode_png, sheet)
+        blob = await self._blobs.put(key, "image/png", png)
+        SHEETS_DRAWN.labels(self._backend.name).inc()
+        return renderer_pb2.RenderCharacterSheetResponse(
+            image=_image_ref(blob, sheet), backend=self._backend.name, drawn=True
+        )
 
     async def _fetch(self, key: str) -> bytes | None:
         if not key:
@@ -188,16 +200,6 @@ class RendererServicer(renderer_pb2_grpc.RendererServiceServicer):
         document, content_type, pages = await asyncio.to_thread(_compose, request, panels)
         blob = await self._blobs.put(request.output_blob_key, content_type, document)
         return renderer_pb2.ComposeDocumentResponse(blob=blob, page_count=pages)
-
-    @asynccontextmanager
-    async def _single_flight(self, key: str) -> AsyncIterator[None]:
-        lock = self._in_flight.setdefault(key, asyncio.Lock())
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and self._in_flight.get(key) is lock:
-                del self._in_flight[key]
 
 
 def _compose(
@@ -265,9 +267,21 @@ def _set_deadline(context: Context) -> None:
     REQUEST_DEADLINE.set(None if remaining is None else time.monotonic() + remaining)
 
 
+# A quota store (NATS) briefly away: the caller may come back after this long.
+QUOTA_STORE_RETRY_SECONDS = 1.0
+
+
 def _status(exc: BackendError) -> Exception:
+    """The answer for a draw that failed. The renderer owns the retries of Gemini calls: the
+    caller is told to retry (RetryInfo) only when nothing was paid for, never after a Gemini
+    failure that has already used up this replica's GEMINI_ATTEMPTS."""
     if exc.retry_after is not None:
         return ResourceExhausted(str(exc), retry_after=exc.retry_after, reason=exc.reason)
+    if exc.reason == "QUOTA_STORE_UNAVAILABLE":
+        return Unavailable(str(exc), reason=exc.reason, retry_after=QUOTA_STORE_RETRY_SECONDS)
     if exc.retryable:
-        return Unavailable(str(exc), reason=exc.reason)
+        # Retried here already (5xx, timeouts): ABORTED ("retry at a higher level", AIP-193),
+        # so that neither the channel nor the orchestrator multiplies the Gemini calls;
+        # the user may regenerate the panel later.
+        return Aborted(str(exc), reason=exc.reason)
     return FailedPrecondition(str(exc), reason=exc.reason)

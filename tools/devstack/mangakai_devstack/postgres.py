@@ -149,11 +149,12 @@ class PostgresServer:
 
     # Lifecycle
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, port: int | None = None) -> None:
         """Initialises the data directory if needed, starts the server and creates the `mangakai` database.
 
         A server already running on this data directory (left by an earlier
-        `up`) is adopted rather than started twice.
+        `up`) is adopted rather than started twice. `port` (a free one when None)
+        lets a test bring a stopped server back where its clients expect it.
         """
         self._prepare_directory()
         if not (self.data_dir / "PG_VERSION").exists():
@@ -163,7 +164,7 @@ class PostgresServer:
             self._port = running_port
             self._wait_ready(timeout)
         else:
-            self._start_server(timeout)
+            self._start_server(timeout, port)
         self._require_password(timeout)
         self.create_database(DEFAULT_DATABASE)
         if self._as_root():
@@ -403,10 +404,10 @@ class PostgresServer:
             options += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         return options
 
-    def _start_server(self, timeout: float) -> None:
+    def _start_server(self, timeout: float, fixed_port: int | None = None) -> None:
         failure = ""
         for _ in range(START_ATTEMPTS):
-            port = free_port(HOST)
+            port = fixed_port if fixed_port is not None else free_port(HOST)
             start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             result = self._run_as_owner(
                 [
