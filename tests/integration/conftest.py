@@ -31,6 +31,7 @@ os.environ.pop("GEMINI_API_KEY", None)
 # Every test calls from 127.0.0.1, so a per-address limit would be shared by all the tests of a
 # stack; tests of the limit set it themselves (tests/integration/gateway/).
 os.environ.setdefault("RATE_LIMIT_ADDRESS_CALLS", "0")
+os.environ.setdefault("RATE_LIMIT_NEW_SESSION_CALLS", "0")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

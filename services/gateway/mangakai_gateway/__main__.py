@@ -10,6 +10,7 @@ import nats
 from mangakai.v1 import jobs_pb2_grpc, orchestrator_pb2_grpc, sessions_pb2_grpc
 from mangakai_gateway import connect, web
 from mangakai_gateway.assets import StaticAssets
+from mangakai_gateway.ceiling import JobsInFlightCeiling
 from mangakai_gateway.client_address import ClientAddresses, parse_networks
 from mangakai_gateway.cors import CorsMiddleware
 from mangakai_gateway.ratelimit import Limit, RateLimits
@@ -43,10 +44,9 @@ async def main() -> None:
     orchestrator_channel = channel(settings.orchestrator_addr)
     orchestrator = orchestrator_pb2_grpc.OrchestratorServiceStub(orchestrator_channel)
     blobs = BlobClient(settings.storage_addr)
-    sessions = SessionStore(pool)
-    hub = JobEventHub(
-        nc.jetstream(), Subjects(settings.nats_namespace), idle_seconds=settings.watch_idle_seconds
-    )
+    sessions = SessionStore(pool, idle_seconds=settings.session_idle_seconds)
+    subjects = Subjects(settings.nats_namespace)
+    hub = JobEventHub(nc.jetstream(), subjects, idle_seconds=settings.watch_idle_seconds)
     signer = UrlSigner(blobs, settings.url_ttl_seconds)
     limits = RateLimits(
         pool,
@@ -60,11 +60,17 @@ async def main() -> None:
             settings.rate_limit_period_seconds,
             settings.rate_limit_address_burst,
         ),
+        new_sessions_per_address=Limit(
+            settings.rate_limit_new_session_calls,
+            settings.rate_limit_period_seconds,
+            settings.rate_limit_new_session_burst,
+        ),
         timeout_seconds=settings.call_timeout_seconds,
     )
+    ceiling = JobsInFlightCeiling(nc.jetstream(), subjects, settings.max_jobs_in_flight)
     addresses = ClientAddresses(parse_networks(settings.trusted_proxies))
-    session_api = SessionApi(sessions)
-    job_api = JobApi(sessions, orchestrator, hub, signer, limits, addresses, settings)
+    session_api = SessionApi(sessions, limits, addresses)
+    job_api = JobApi(sessions, orchestrator, hub, signer, limits, addresses, ceiling, settings)
     listeners: list[Listener] = []
     if settings.web_port >= 0:
         app = web.WebApp(
@@ -103,7 +109,7 @@ async def main() -> None:
                 "mangakai.v1.JobService",
             ),
         ],
-        background=[limits.sweep_forever],
+        background=[limits.sweep_forever, lambda: sessions.sweep_forever(settings.session_sweep_seconds)],
         listeners=listeners,
     )
 

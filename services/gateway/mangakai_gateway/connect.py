@@ -59,7 +59,7 @@ class SessionConnectService:
         ctx: RequestContext[sessions_pb2.CreateSessionRequest, sessions_pb2.Session],
     ) -> sessions_pb2.Session:
         with _errors("CreateSession"):
-            return await self._api.create_session(request)
+            return await self._api.create_session(request, _caller(ctx))
 
 
 class JobConnectService:

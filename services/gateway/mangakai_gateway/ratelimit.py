@@ -1,4 +1,5 @@
-"""Rate limits on the calls that start expensive work, kept in PostgreSQL and shared by every replica.
+"""Rate limits on the calls that start expensive work and on new sessions, kept in PostgreSQL and
+shared by every replica.
 
 Each limit is a GCRA (generic cell rate algorithm) state per (scope, key): a
 "theoretical arrival time" (tat) that every allowed call pushes one emission
@@ -14,6 +15,10 @@ information and are swept.
 A call refused by one scope still spends the other scope's allowance (one
 statement cannot undo its own write); only callers already over a limit lose
 anything by it.
+
+New sessions are limited per client address on their own scope: otherwise
+minting a session per call would sidestep the per-session limit, and a flood
+of sessions would fill the sessions table.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60.0
 EXPENSIVE_CALLS = "CreateJob, RegeneratePanel and ExportJob"
+NEW_SESSIONS = "CreateSession"
 
 # The decision reads the clock once, after the row is locked (a correlated sub-select runs per
 # row, at update time): a check that waited for another replica's must not judge by the time it
@@ -83,20 +89,36 @@ class Limit:
 
 
 class RateLimits:
-    """The per-session and per-client-address limits of expensive calls."""
+    """The per-session and per-client-address limits of expensive calls, and of new sessions per address."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, per_session: Limit, per_address: Limit, timeout_seconds: float
+        self,
+        pool: asyncpg.Pool,
+        *,
+        per_session: Limit,
+        per_address: Limit,
+        timeout_seconds: float,
+        new_sessions_per_address: Limit | None = None,
     ) -> None:
         self._pool = pool
-        self._limits = {"session": per_session, "address": per_address}
+        self._limits = {
+            "session": per_session,
+            "address": per_address,
+            "new_session_address": new_sessions_per_address or Limit(0, 1.0, 1),
+        }
         self._timeout = timeout_seconds
 
     async def check(self, session: uuid.UUID, address: str) -> None:
         """Counts one expensive call; RESOURCE_EXHAUSTED with the delay to wait if a limit is reached."""
-        keys = {"session": str(session), "address": address}
         # Always session before address: concurrent checks lock rows in one order, so never deadlock.
-        scopes = [scope for scope in ("session", "address") if self._limits[scope].enabled]
+        await self._spend({"session": str(session), "address": address}, EXPENSIVE_CALLS)
+
+    async def check_new_session(self, address: str) -> None:
+        """Counts one CreateSession from `address`; RESOURCE_EXHAUSTED with the delay to wait if over."""
+        await self._spend({"new_session_address": address}, NEW_SESSIONS)
+
+    async def _spend(self, keys: dict[str, str], calls: str) -> None:
+        scopes = [scope for scope in keys if self._limits[scope].enabled]
         if not scopes:
             return
         try:
@@ -119,7 +141,7 @@ class RateLimits:
             worst = max(refused, key=lambda row: float(row["wait_seconds"]))
             scope, wait = str(worst["scope"]), max(0.0, float(worst["wait_seconds"]))
             raise ResourceExhausted(
-                f"too many {EXPENSIVE_CALLS} calls from this {scope} "
+                f"too many {calls} calls from this {scope.rpartition('_')[2]} "
                 f"({self._limits[scope].describe()}); retry in {wait:.1f} s",
                 retry_after=wait,
             )

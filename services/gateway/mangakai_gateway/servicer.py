@@ -33,6 +33,7 @@ from mangakai.v1 import (
     sessions_pb2_grpc,
 )
 from mangakai_gateway import validation
+from mangakai_gateway.ceiling import JobsInFlightCeiling
 from mangakai_gateway.client_address import ClientAddresses, grpc_peer_host
 from mangakai_gateway.ratelimit import RateLimits
 from mangakai_gateway.sessions import SessionStore
@@ -63,13 +64,18 @@ class Caller:
 
 
 class SessionApi:
-    """Hands out anonymous sessions."""
+    """Hands out anonymous sessions, a limited number per client address."""
 
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, limits: RateLimits, addresses: ClientAddresses) -> None:
         self._sessions = sessions
+        self._limits = limits
+        self._addresses = addresses
 
-    async def create_session(self, request: sessions_pb2.CreateSessionRequest) -> sessions_pb2.Session:
+    async def create_session(
+        self, request: sessions_pb2.CreateSessionRequest, caller: Caller
+    ) -> sessions_pb2.Session:
         validation.create_session(request)
+        await self._limits.check_new_session(self._addresses.resolve(caller.peer_host, caller.forwarded_for))
         return await self._sessions.create(request.client)
 
 
@@ -84,8 +90,10 @@ class JobApi:
         signer: UrlSigner,
         limits: RateLimits,
         addresses: ClientAddresses,
+        ceiling: JobsInFlightCeiling,
         settings: GatewaySettings,
     ) -> None:
+        self._ceiling = ceiling
         self._sessions = sessions
         self._orchestrator = orchestrator
         self._hub = hub
@@ -107,6 +115,7 @@ class JobApi:
         session, metadata = await self._as(caller)
         validation.create_job(request)
         await self._count_expensive_call(session, caller)
+        await self._ceiling.check()
         job: common_pb2.Job = await self._orchestrator.CreateJob(
             request, metadata=metadata, timeout=self._timeout
         )
@@ -174,6 +183,7 @@ class JobApi:
         session, metadata = await self._as(caller)
         job_id_var.set(str(validation.regenerate_panel(request)))
         await self._count_expensive_call(session, caller)
+        await self._ceiling.check()
         panel: common_pb2.Panel = await self._orchestrator.RegeneratePanel(
             request, metadata=metadata, timeout=self._timeout
         )
@@ -222,7 +232,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     async def CreateSession(
         self, request: sessions_pb2.CreateSessionRequest, context: Context
     ) -> sessions_pb2.Session:
-        return await self._api.create_session(request)
+        return await self._api.create_session(request, _caller(context))
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):

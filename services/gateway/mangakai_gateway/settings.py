@@ -42,6 +42,20 @@ class GatewaySettings(ServiceSettings):
         60, ge=0, description="Expensive calls per client address per period; 0 turns the limit off"
     )
     rate_limit_address_burst: int = Field(10, ge=1, description="Of which this many may come at once")
+    rate_limit_new_session_calls: int = Field(
+        30, ge=0, description="CreateSession calls per client address per period; 0 turns the limit off"
+    )
+    rate_limit_new_session_burst: int = Field(20, ge=1, description="Of which this many may come at once")
+    session_idle_seconds: float = Field(
+        30 * 24 * 3600.0, gt=0, description="A session unused for this long expires and is swept"
+    )
+    session_sweep_seconds: float = Field(300.0, gt=0, description="How often expired sessions are swept")
+    max_jobs_in_flight: int = Field(
+        500,
+        ge=0,
+        description="Job runs queued or running, all sessions and replicas together, above which "
+        "CreateJob and RegeneratePanel are refused (RESOURCE_EXHAUSTED); 0 turns the ceiling off",
+    )
     trusted_proxies: str = Field(
         "",
         description="Comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For "
