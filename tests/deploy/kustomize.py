@@ -95,3 +95,10 @@ def config_map_of(objects: tuple[Obj, ...], deployment: str) -> Obj:
     refs = [s["configMapRef"]["name"] for s in container(one(objects, "Deployment", deployment))["envFrom"]]
     assert len(refs) == 1, f"{deployment} reads one ConfigMap"
     return one(objects, "ConfigMap", refs[0])
+
+
+def nats_conf(objects: tuple[Obj, ...]) -> str:
+    """The nats.conf the NATS StatefulSet mounts (its ConfigMap's name carries a content hash)."""
+    volumes = one(objects, "StatefulSet", "nats")["spec"]["template"]["spec"]["volumes"]
+    name = next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
+    return str(one(objects, "ConfigMap", name)["data"]["nats.conf"])

@@ -30,6 +30,7 @@ from tests.deploy.kustomize import (
     config_map_of,
     container,
     find,
+    nats_conf,
     one,
     overlay_on,
     ports,
@@ -352,7 +353,7 @@ def test_keda_replaces_the_orchestrators_hpa_with_a_nats_jetstream_scaled_object
     max_active = float(env_of(objects, "orchestrator")["MAX_ACTIVE_JOBS"])
     assert 0 < int(metadata["lagThreshold"]) < max_active
     # No accounts in nats.conf: the global account, which KEDA calls $G.
-    assert "accounts" not in one(objects, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    assert "accounts" not in nats_conf(objects)
     assert metadata["account"] == "$G"
     # The monitoring endpoint is every node's, through the headless Service (KEDA then asks the
     # consumer's leader by its pod name under that Service).

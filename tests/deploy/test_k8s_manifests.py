@@ -35,6 +35,7 @@ from tests.deploy.kustomize import (
     config_map_of,
     container,
     find,
+    nats_conf,
     one,
     overlay_on,
     pod_templates,
@@ -183,6 +184,17 @@ def test_the_config_map_is_generated_so_that_a_change_rolls_every_deployment(tmp
     assert len(config_names(changed)) == 1
     assert config_map_of(changed, "gateway")["data"]["LOG_LEVEL"] == "DEBUG"
     assert len(find(changed, "ConfigMap")) == len(find(before, "ConfigMap")), "merged, not added"
+
+
+def test_the_nats_configuration_is_generated_so_that_a_change_rolls_the_nodes(overlay: str) -> None:
+    objects = render(overlay)
+    nats = one(objects, "StatefulSet", "nats")
+    volumes = {v["name"]: v for v in nats["spec"]["template"]["spec"]["volumes"]}
+    referenced = volumes["config"]["configMap"]["name"]
+    assert re.fullmatch(r"nats-config-[a-z0-9]{10}", referenced), "a content hash in the name"
+    config = one(objects, "ConfigMap", referenced)
+    assert "jetstream {" in config["data"]["nats.conf"]
+    assert "routes: [" in config["data"]["nats.conf"]
 
 
 def test_production_draws_with_gemini_and_says_it_is_production(overlay: str) -> None:
@@ -531,7 +543,7 @@ def test_nats_is_a_three_node_jetstream_cluster_on_persistent_volumes(overlay: s
     replicas = nats["spec"]["replicas"]
     assert replicas == 3
     assert [v["metadata"]["name"] for v in nats["spec"]["volumeClaimTemplates"]] == ["data"]
-    config = one(objects, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    config = nats_conf(objects)
     assert "jetstream" in config and "store_dir: /data" in config
     for i in range(3):
         assert f"nats://nats-{i}.{nats['spec']['serviceName']}:6222" in config
@@ -603,7 +615,7 @@ def test_nats_is_scraped_through_an_exporter_beside_each_node(overlay: str) -> N
     server = container(nats, "nats")
     exporter = container(nats, "metrics-exporter")
     monitor = ports(server)["monitor"]
-    config = one(objects, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    config = nats_conf(objects)
     assert re.search(rf"^\s*http: 0\.0\.0\.0:{monitor}$", config, re.MULTILINE), "monitoring port on"
     args = exporter["args"]
     assert "-jsz=all" in args, "every stream and consumer, the work consumer's lag among them"
