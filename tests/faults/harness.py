@@ -36,12 +36,20 @@ IMAGE_MODEL = "gemini-3.1-flash-image"
 SHEET = "character model sheet"
 
 
+HANG_SECONDS = 60.0
+
+
 class CountingGemini(FakeGemini):
-    """The fake Gemini, slow at drawing, and able to fail every n-th image request with a 500."""
+    """The fake Gemini, slow at drawing, and able to fail every n-th image request.
+
+    `fail_every = n` answers every n-th image request with `failure`: "500" (an
+    internal error) or "hang" (an answer only after `HANG_SECONDS`).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.fail_every = 0
+        self.failure = "500"
         self._images = 0
         self.add_rule("ok", model=IMAGE_MODEL, times=None, delay=IMAGE_SECONDS)
 
@@ -70,6 +78,8 @@ class CountingGemini(FakeGemini):
             with self._changed:
                 self._images += 1
                 fail = self._images % self.fail_every == 0
+            if fail and self.failure == "hang":
+                return status, answer, HANG_SECONDS
             if fail:
                 request.answer = "500"
                 error = {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}
@@ -77,7 +87,9 @@ class CountingGemini(FakeGemini):
         return status, answer, delay
 
 
-def gemini_stack(base_dir: Path, gemini: FakeGemini, **overrides: dict[str, str]) -> Stack:
+def gemini_stack(
+    base_dir: Path, gemini: FakeGemini, *, replicas: dict[str, int] | None = None, **overrides: dict[str, str]
+) -> Stack:
     """A started stack of its own (PostgreSQL and NATS included) whose renderer draws with `gemini`."""
     settings: dict[str, dict[str, str]] = {
         "renderer": {
@@ -92,7 +104,7 @@ def gemini_stack(base_dir: Path, gemini: FakeGemini, **overrides: dict[str, str]
     }
     for service, env in overrides.items():
         settings.setdefault(service, {}).update(env)
-    stack = Stack(base_dir, durable=False, overrides=settings)
+    stack = Stack(base_dir, durable=False, overrides=settings, replicas=replicas or 1)
     stack.start()
     return stack
 

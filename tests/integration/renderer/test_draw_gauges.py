@@ -15,15 +15,17 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
+import nats
 import pytest
 
 from mangakai.v1 import common_pb2, renderer_pb2, renderer_pb2_grpc
 from mangakai_devstack.stack import StackFactory
 from mangakai_renderer.quota import WINDOW_SECONDS
+from mangakai_runtime.subjects import Subjects
 from tests.integration.mesh_client import scrape, wait_for_metric
 from tests.integration.renderer.fake_gemini import FakeGemini
 
-# Long enough to look at the gauges; the test cancels both calls when done.
+# Long enough to look at the gauges; the test cancels both jobs when done.
 HELD_SECONDS = 90.0
 
 
@@ -71,16 +73,24 @@ async def test_a_call_waiting_for_the_quota_is_not_a_running_draw(
 
     async with grpc.aio.insecure_channel(renderer.address) as channel:
         stub = renderer_pb2_grpc.RendererServiceStub(channel)
-        drawing = stub.RenderPanel(panel_request("Slow picture."), timeout=HELD_SECONDS + 30)
+        requests = [panel_request("Slow picture."), panel_request("Second picture.")]
+        drawing = stub.RenderPanel(requests[0], timeout=HELD_SECONDS + 30)
         await asyncio.to_thread(gemini.wait_for, lambda rs: any("Slow picture." in r.text for r in rs))
-        waiting = stub.RenderPanel(panel_request("Second picture."), timeout=HELD_SECONDS + 30)
+        waiting = stub.RenderPanel(requests[1], timeout=HELD_SECONDS + 30)
         try:
             await wait_for_metric(metrics, "mangakai_renderer_quota_waiting", lambda v: v == 1, within=20)
             assert scrape(metrics, "mangakai_renderer_draws_running") == 1, "only the held call draws"
             assert scrape(metrics, "mangakai_renderer_in_flight") == 2, "in_flight still counts both"
             assert not gemini.image_requests("Second picture."), "the waiting call has not reached Gemini"
         finally:
+            # A draw outlives its caller: the calls go, the draws stop only when their jobs are
+            # cancelled (on the jobs' control subjects, as CancelJob does).
             drawing.cancel()
             waiting.cancel()
+            nc = await nats.connect(stack.nats.url)
+            subjects = Subjects(stack.nats_namespace)
+            for request in requests:
+                await nc.publish(subjects.control(request.job.removeprefix("jobs/")), b"cancel")
+            await nc.drain()
         for name in ("quota_waiting", "draws_running", "in_flight"):
             await wait_for_metric(metrics, f"mangakai_renderer_{name}", lambda v: v == 0, within=20)
