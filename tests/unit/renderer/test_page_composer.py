@@ -74,7 +74,7 @@ def test_every_panel_appears_exactly_once_in_reading_order() -> None:
 
 
 def test_right_to_left_puts_the_first_panel_on_the_right() -> None:
-    panels = _panels(2)
+    panels = _panels(6)
     rtl = compose_pages(
         panels, None, common_pb2.PAGE_LAYOUT_CLASSIC, common_pb2.READING_ORDER_RIGHT_TO_LEFT, page_size=PAGE
     )[0]
