@@ -122,7 +122,7 @@ def test_cbz_is_a_cover_then_pages_in_order_with_valid_comic_info() -> None:
         pages, title="灯笼", language="zh-Hans", right_to_left=True, cover=cover, date=DATE
     )
     archive = check_cbz(data)
-    assert archive.names == [f"{n:03d}.jpg" for n in range(1, 10)]
+    assert archive.names == [f"{n:03d}.png" for n in range(1, 10)]
     assert archive.page_types == ["FrontCover"] + ["Story"] * 8
     for number, image in enumerate(archive.images[1:]):
         r, g, b = image.convert("RGB").getpixel((PAGE[0] // 2, PAGE[1] // 2))  # type: ignore[misc]
@@ -133,6 +133,15 @@ def test_cbz_is_a_cover_then_pages_in_order_with_valid_comic_info() -> None:
     assert archive.text("LanguageISO") == "zh"
     assert archive.text("Manga") == "YesAndRightToLeft"
     assert (archive.text("Year"), archive.text("Month"), archive.text("Day")) == ("2025", "8", "31")
+
+
+def test_cbz_pages_are_lossless() -> None:
+    """Lettering is thin black strokes on white: the archive keeps every pixel of it."""
+    page = documents.title_page("The Lighthouse Keeper", 3, DATE, "en", PAGE)
+    archive = check_cbz(documents.write_cbz([page], title="T", language="en", right_to_left=False))
+    (stored,) = archive.images
+    assert stored.format == "PNG"
+    assert stored.convert("RGB").tobytes() == page.tobytes()
 
 
 def test_cbz_left_to_right_is_manga_read_left_to_right() -> None:
@@ -164,7 +173,7 @@ def test_an_archive_with_a_folder_or_unsorted_names_is_refused() -> None:
     data = documents.write_cbz(_single_pages(2), title="T", language="en", right_to_left=True)
     with zipfile.ZipFile(io.BytesIO(data)) as source:
         entries = [(info.filename, source.read(info)) for info in source.infolist()]
-    for rename in ({"001.jpg": "pages/001.jpg"}, {"001.jpg": "2.jpg", "002.jpg": "10.jpg"}):
+    for rename in ({"001.png": "pages/001.png"}, {"001.png": "2.png", "002.png": "10.png"}):
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as target:
             for name, body in entries:
