@@ -103,6 +103,8 @@ def test_cancel_stops_the_job(page: Page, slow_stack: Stack) -> None:
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     drawn = page.locator("#panels img").count()
     assert drawn < 6
+    # Progress counts drawn panels over panels still wanted: it shows how far the job got.
+    expect(page.locator("#job-progress")).to_have_text(f"{100 * drawn // 6}%")
     expect(page.locator("#panels .panel[data-state='CANCELLED']")).not_to_have_count(0)
     screenshot(page, "job-cancelled")
     # Nothing more is drawn after the cancellation.

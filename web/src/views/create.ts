@@ -3,6 +3,7 @@
 import { call, describe, jobs, type Problem } from "../api";
 import { h, toast } from "../dom";
 import { PageLayout, ReadingOrder } from "../gen/mangakai/v1/common_pb";
+import { SAMPLES, layoutPicture, readingOrderPicture } from "../guide";
 import { LAYOUTS, READING_ORDERS, STYLE_CHOICES, type Choice } from "../labels";
 import { navigate } from "../router";
 
@@ -79,7 +80,13 @@ export function createView(root: HTMLElement): () => void {
   panels.addEventListener("input", () => (panelsRange.value = panels.value));
   panelsRange.addEventListener("input", () => (panels.value = panelsRange.value));
 
-  const radios = (name: string, legend: string, choices: Choice[], checked: number): HTMLFieldSetElement =>
+  const radios = (
+    name: string,
+    legend: string,
+    choices: Choice[],
+    checked: number,
+    picture: (value: number) => SVGElement,
+  ): HTMLFieldSetElement =>
     h(
       "fieldset",
       { class: "choices", id: `field-${name}` },
@@ -89,11 +96,37 @@ export function createView(root: HTMLElement): () => void {
           "label",
           { class: "choice" },
           h("input", { type: "radio", name, value, checked: value === checked }),
+          picture(value),
           h("span", null, h("strong", null, label), hint ? h("small", null, hint) : null),
         ),
       ),
       errorSlot(name),
     );
+
+  // Trying it needs no story of one's own: the repository's samples, one per language.
+  const samples = h(
+    "p",
+    { class: "samples hint", id: "samples" },
+    "No story at hand? Try a sample: ",
+    ...SAMPLES.map(({ lang, label, story: text }) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small",
+          lang,
+          onclick: () => {
+            story.value = text;
+            story.dispatchEvent(new Event("input"));
+            story.focus();
+            story.setSelectionRange(0, 0); // show the story from its title, not its last line
+            story.scrollTop = 0;
+          },
+        },
+        label,
+      ),
+    ),
+  );
 
   const selects = STYLE_CHOICES.map(({ field, label, choices }) => {
     const select = h(
@@ -153,7 +186,12 @@ export function createView(root: HTMLElement): () => void {
     "form",
     { class: "create", novalidate: true, "aria-labelledby": "create-title" },
     h("h1", { id: "create-title" }, "Turn your story into a manga"),
-    h("p", { class: "lede" }, "Paste a story, pick a look, and watch every panel being drawn."),
+    h(
+      "p",
+      { class: "lede" },
+      "Paste a story, pick a look, and watch every panel being drawn. ",
+      h("a", { href: "/help", "data-link": true }, "How it works"),
+    ),
     banner,
     h(
       "div",
@@ -165,6 +203,7 @@ export function createView(root: HTMLElement): () => void {
         h("label", { class: "button small", for: "story-file", tabIndex: 0, onkeydown: (e: KeyboardEvent) => (e.key === "Enter" || e.key === " ") && fileInput.click() }, "Open a .txt file"),
         fileInput,
       ),
+      samples,
       dropZone,
       h("p", { class: "hint", id: "story-hint" }, counter, " · drop a .txt file on the box to load it"),
       errorSlot("story"),
@@ -180,7 +219,12 @@ export function createView(root: HTMLElement): () => void {
         errorSlot("panel_count"),
       ),
     ),
-    h("div", { class: "row two" }, radios("layout", "Page layout", LAYOUTS, PageLayout.CLASSIC), radios("reading_order", "Reading order", READING_ORDERS, ReadingOrder.RIGHT_TO_LEFT)),
+    h(
+      "div",
+      { class: "row two" },
+      radios("layout", "Page layout", LAYOUTS, PageLayout.CLASSIC, (v) => layoutPicture(v)),
+      radios("reading_order", "Reading order", READING_ORDERS, ReadingOrder.RIGHT_TO_LEFT, (v) => readingOrderPicture(v)),
+    ),
     h(
       "fieldset",
       { class: "style" },
@@ -188,7 +232,8 @@ export function createView(root: HTMLElement): () => void {
       h("div", { class: "style-grid" }, ...selects.map((s) => s.el)),
       h("div", { class: "field" }, h("label", { for: "style-notes" }, "Notes for the artist"), notes, errorSlot("style.notes")),
     ),
-    h("div", { class: "actions" }, submit),
+    // Sticky: on a laptop screen the button stays in view below however long the form is.
+    h("div", { class: "actions sticky-actions" }, submit),
   );
 
   form.addEventListener("submit", async (e) => {

@@ -47,6 +47,12 @@ export function jobView(root: HTMLElement, id: string): () => void {
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-job" }, "Cancel");
   const pdf = h("button", { type: "button", class: "primary", id: "download-pdf" }, "Download PDF");
   const cbz = h("button", { type: "button", id: "download-cbz" }, "Download CBZ");
+  // Nothing to cancel or download until the job is known (and never for one that is not found).
+  cancel.hidden = pdf.hidden = cbz.hidden = true;
+  /** Panels asked to be redrawn whose new version is not settled yet; the notice lasts as long. */
+  const redrawing = new Set<number>();
+  const redrawStatus = h("p", { class: "redraw-status", id: "redraw-status", "aria-live": "polite" });
+  const zoom = new PanelZoom();
   const exportStatus = h("p", { class: "export-status", id: "export-status", "aria-live": "polite" });
   const planBox = h("details", { class: "plan", id: "plan" });
   const grid = h("div", { class: "panels", id: "panels", "aria-live": "polite" });
@@ -62,9 +68,9 @@ export function jobView(root: HTMLElement, id: string): () => void {
     job.panels[panel - 1] = updated;
     job.state = Job_State.RENDERING;
     shown.delete(panel);
+    redrawing.add(panel);
     render();
     follow();
-    toast(`Redrawing panel ${panel}…`);
   });
 
   const selectTab = (which: "panels" | "pages"): void => {
@@ -77,23 +83,32 @@ export function jobView(root: HTMLElement, id: string): () => void {
   panelsTab.addEventListener("click", () => selectTab("panels"));
   pagesTab.addEventListener("click", () => selectTab("pages"));
 
-  root.append(
-    h(
-      "section",
-      { class: "job", "aria-labelledby": "job-title" },
-      h("div", { class: "job-head" }, h("div", null, title, h("p", { class: "meta" }, badge, " ", percent)), h("div", { class: "job-actions" }, cancel, pdf, cbz)),
-      progress,
-      connection,
-      banner,
-      exportStatus,
-      planBox,
-      h("div", { class: "tabs", role: "tablist", "aria-label": "View" }, panelsTab, pagesTab),
-      grid,
-      pages,
-      h("details", { class: "activity-box" }, h("summary", null, "Activity"), activity),
-    ),
-    dialog.element,
+  const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "View" }, panelsTab, pagesTab);
+  const activityBox = h("details", { class: "activity-box" }, h("summary", null, "Activity"), activity);
+  const notFound = h(
+    "p",
+    { class: "actions not-found", id: "not-found" },
+    h("a", { class: "button", href: "/history", "data-link": true }, "Your manga"),
+    h("a", { class: "button primary", href: "/", "data-link": true }, "Start a new manga"),
   );
+  notFound.hidden = true;
+  const section = h(
+    "section",
+    { class: "job", "aria-labelledby": "job-title" },
+    h("div", { class: "job-head" }, h("div", null, title, h("p", { class: "meta" }, badge, " ", percent)), h("div", { class: "job-actions" }, cancel, pdf, cbz)),
+    progress,
+    connection,
+    redrawStatus,
+    banner,
+    notFound,
+    exportStatus,
+    planBox,
+    tabs,
+    grid,
+    pages,
+    activityBox,
+  );
+  root.append(section, dialog.element, zoom.element);
   selectTab("panels");
 
   const showProblem = (problem: Problem): void => {
@@ -128,6 +143,14 @@ export function jobView(root: HTMLElement, id: string): () => void {
     if (!job) return;
     applyEvent(job, event);
     activity.prepend(activityItem(event));
+    const kind = event.kind;
+    if ((kind.case === "panelFinished" || kind.case === "panelFailed") && redrawing.delete(kind.value.panel)) {
+      toast(kind.case === "panelFinished" ? `Panel ${kind.value.panel} redrawn` : `Panel ${kind.value.panel} could not be redrawn`);
+    }
+    if (event.terminal) {
+      redrawing.clear(); // the run ended: nothing is being redrawn any more
+      if (event.jobState === Job_State.CANCELLED) toast(`Cancelled with ${drawnCount(job)} of ${job.panels.length} panels drawn`);
+    }
     render();
     if (event.terminal) void refresh();
   };
@@ -155,7 +178,9 @@ export function jobView(root: HTMLElement, id: string): () => void {
       const updated = await call(() => jobs.cancelJob({ name }));
       if (job && updated.lastEventSequence >= job.lastEventSequence) job = updated;
       render();
-      toast("Job cancelled");
+      // The cancel takes effect once the panel being drawn stops; the terminal event says so.
+      if (job && isActive(job.state)) toast("Cancelling…");
+      else if (job) toast(`Cancelled with ${drawnCount(job)} of ${job.panels.length} panels drawn`);
     } catch (err) {
       cancel.disabled = false;
       showProblem(describe(err));
@@ -210,6 +235,7 @@ export function jobView(root: HTMLElement, id: string): () => void {
       banner.textContent = `This manga could not be finished: ${job.failureReason}`;
     }
     if (!isActive(job.state) && connection.dataset.status === "live") setText(connection, "");
+    setText(redrawStatus, redrawing.size ? `Redrawing panel ${[...redrawing].sort((a, b) => a - b).join(", ")}…` : "");
     renderPlan(job);
     const canRedraw = (job.state === Job_State.COMPLETED || job.state === Job_State.FAILED) && job.panels.length > 0;
     for (const panel of job.panels) {
@@ -278,7 +304,16 @@ export function jobView(root: HTMLElement, id: string): () => void {
           { class: `page layout-${layoutName}`, dir: rtl ? "rtl" : "ltr", "aria-label": `Page ${page}` },
           ...drawn.slice(start, start + perPage).map((p) => {
             const version = p.versions.find((v) => v.version === p.currentVersion);
-            return h("figure", { class: "page-panel" }, h("img", { src: version?.image?.uri ?? "", alt: `Panel ${p.number}: ${p.scene?.action ?? ""}`, loading: "lazy" }), h("span", { class: "order" }, p.number));
+            const alt = `Panel ${p.number}: ${p.scene?.action ?? ""}`;
+            const uri = version?.image?.uri ?? "";
+            // The number sits under the image, never over it: vertical Japanese captions start in
+            // the top right corner, where a badge would cover their first column.
+            return h(
+              "figure",
+              { class: "page-panel", tabIndex: 0, role: "button", "aria-label": `Zoom panel ${p.number}`, onclick: () => zoom.open(uri, alt, p.number), onkeydown: (e: KeyboardEvent) => (e.key === "Enter" || e.key === " ") && zoom.open(uri, alt, p.number) },
+              h("img", { src: uri, alt, loading: "lazy" }),
+              h("figcaption", { class: "order" }, p.number),
+            );
           }),
         ),
       );
@@ -315,6 +350,11 @@ export function jobView(root: HTMLElement, id: string): () => void {
     } catch (err) {
       const problem = describe(err);
       setText(title, "Manga not found");
+      document.title = "Manga not found — MangakAI";
+      section.dataset.state = "NOT_FOUND";
+      // Only the message and the ways on: there is no job to watch, cancel, read or download.
+      for (const el of [badge, percent, progress, connection, planBox, tabs, grid, pages, activityBox]) el.hidden = true;
+      notFound.hidden = false;
       showProblem(problem);
       return;
     }
@@ -326,7 +366,31 @@ export function jobView(root: HTMLElement, id: string): () => void {
     disposed = true;
     watch?.stop();
     dialog.element.remove();
+    zoom.element.remove();
   };
+}
+
+function drawnCount(job: Job): number {
+  return job.panels.filter((p) => p.currentVersion > 0).length;
+}
+
+/** A panel of the page reader at the full width of the screen; a tap (or Escape) closes it. */
+class PanelZoom {
+  readonly element: HTMLDialogElement;
+  private readonly image = h("img", { alt: "" });
+  private readonly caption = h("figcaption");
+
+  constructor() {
+    this.element = h("dialog", { class: "zoom", id: "zoom", "aria-label": "Panel" }, h("figure", null, this.image, this.caption));
+    this.element.addEventListener("click", () => this.element.close());
+  }
+
+  open(uri: string, alt: string, number: number): void {
+    this.image.src = uri;
+    this.image.alt = alt;
+    setText(this.caption, `Panel ${number} · tap to close`);
+    this.element.showModal();
+  }
 }
 
 /** Applies one event to the job as the server's state changed. */
