@@ -34,7 +34,8 @@ install: $(STAMP)
 ## gateway serves. Rebuilt when a source, the lockfile or a proto changes.
 WEB_STAMP := web/node_modules/.installed
 WEB_SOURCES := $(shell find web/src web/proto -path web/src/gen -prune -o -type f -print 2>/dev/null) \
-	web/index.html web/vite.config.ts web/tsconfig.json web/buf.gen.yaml $(wildcard proto/mangakai/v1/*.proto)
+	web/index.html web/vite.config.ts web/tsconfig.json web/buf.gen.yaml $(wildcard proto/mangakai/v1/*.proto) \
+	$(wildcard samples/*/*.txt)
 
 $(WEB_STAMP): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
