@@ -126,6 +126,9 @@ def test_cancel_waits_for_the_outcome_and_show_tells_how_far_the_job_got(mangaka
     again = mangakai("cancel", name, expect=None)
     assert "STATE_" not in again.stdout + again.stderr
     assert f"{name} cancelled" in again.stdout + again.stderr
+    # So does the gateway's refusal to export it.
+    refused = mangakai("export", name, "--format", "pdf", expect=1)
+    assert f"{name} is cancelled; only completed jobs" in refused.stderr, refused.stderr
 
 
 def test_a_panel_out_of_range_names_the_jobs_panels(mangakai: Mangakai) -> None:
