@@ -1,22 +1,31 @@
 """Lettering: the fonts, line breaking and balloons that put words on a panel.
 
 It owns font loading (Noto Sans CJK, one face per language), line wrapping for
-CJK (with basic kinsoku) and Latin text, vertical Japanese columns, and drawing
-speech, shout and thought balloons and narration captions. Text always fits
-its balloon: the font shrinks to a minimum size, then the text is cut with an
-ellipsis.
+CJK (phrase by phrase with BudouX, so a word is never split between lines or
+columns, plus kinsoku) and Latin text, vertical Japanese columns, and drawing
+speech, shout and thought balloons and narration captions.
+
+Dialogue is never set below MIN_DIALOGUE_POINTS at print size (see
+`min_dialogue_px`): a balloon grows to hold its text, and a line too long for
+one balloon is split over two (`split_speech`). Captions may shrink to their
+minimum and are then cut with an ellipsis.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
+import budoux
 import noto_cjk_sans_otc
 from PIL import Image, ImageDraw, ImageFont
+
+from mangakai_renderer import page_composer
 
 Box = tuple[int, int, int, int]
 Point = tuple[float, float]
@@ -65,6 +74,10 @@ _VERTICAL_FORMS = {
 _CJK_RANGE = "\u2e80-\u2fff\u3000-\u30ff\u3100-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
 _TOKEN = re.compile(rf"[{_CJK_RANGE}]|[^\s{_CJK_RANGE}]+|\s+")
 ELLIPSIS = "…"
+MIN_DIALOGUE_POINTS = 7.0
+"""The smallest dialogue type an editor accepts in print."""
+_SENTENCE_END = frozenset(".!?…。！？」』”’)）")
+_CJK_CHAR = re.compile(f"[{_CJK_RANGE}]")
 
 
 class BalloonKind(Enum):
@@ -103,27 +116,107 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
-def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+def min_dialogue_px(panel_size: tuple[int, int]) -> int:
+    """The smallest font size, in the panel's pixels, that prints at MIN_DIALOGUE_POINTS.
+
+    The page composer gives no frame a shorter edge than MIN_FRAME_EDGE of the
+    page's width, and a panel's shorter edge fills its frame's, so the panel
+    prints at least that large.
+    """
+    printed_points = page_composer.A4_WIDTH_POINTS * page_composer.MIN_FRAME_EDGE
+    # 2 % to spare for the crop and rounding of the composer.
+    return math.ceil(MIN_DIALOGUE_POINTS / printed_points * min(panel_size) * 1.02)
+
+
+@lru_cache(maxsize=4)
+def _phrase_parser(language: str) -> budoux.Parser | None:
+    tag = language.lower()
+    if tag.startswith("ja"):
+        return budoux.load_default_japanese_parser()
+    if tag.startswith(("zh-hant", "zh-tw", "zh-hk", "zh-mo")):
+        return budoux.load_default_traditional_chinese_parser()
+    if tag.startswith("zh"):
+        return budoux.load_default_simplified_chinese_parser()
+    return None
+
+
+def break_units(text: str, language: str) -> list[str]:
+    """The pieces a line may break between: BudouX phrases in Japanese and Chinese (a
+    word or bunsetsu stays whole), words and spaces elsewhere."""
+    parser = _phrase_parser(language)
+    if parser is None:
+        return _tokens(text)
+    units: list[str] = []
+    for phrase in parser.parse(text):
+        if any(char.isspace() for char in phrase) or not _CJK_CHAR.search(phrase):
+            units.extend(_tokens(phrase))
+        else:
+            units.append(phrase)
+    return units
+
+
+def join_speech(first: str, second: str, language: str) -> str:
+    """Two quotations spoken in a row as one balloon's text, with the punctuation that
+    the attribution between them took away ("You're late," she said. "The storm..." ->
+    "You're late. The storm...")."""
+    first, second = first.rstrip(), second.lstrip()
+    if not first or not second:
+        return first or second
+    no_spaces = language.lower().startswith(("ja", "zh"))
+    if first[-1] not in _SENTENCE_END:
+        if no_spaces:
+            first += "。"
+        else:
+            first += "." if second[:1].isupper() else ","
+    return first + ("" if no_spaces else " ") + second
+
+
+def split_speech(text: str, language: str) -> list[str]:
+    """`text` cut in two near its middle for two balloons: between sentences where it has
+    more than one, else between phrases (CJK) or words; one piece when it cannot be cut."""
+    text = text.strip()
+    middle = len(text) / 2
+    sentence_cuts = [
+        match.end() for match in re.finditer(r"[.!?…。！？]+[」』”’)）]*\s*", text) if match.end() < len(text)
+    ]
+    cuts = sentence_cuts or list(itertools.accumulate(len(unit) for unit in break_units(text, language)))[:-1]
+    cuts = [cut for cut in cuts if text[:cut].strip() and text[cut:].strip()]
+    if not cuts:
+        return [text]
+    cut = min(cuts, key=lambda cut: abs(cut - middle))
+    return [text[:cut].strip(), text[cut:].strip()]
+
+
+def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, language: str = "") -> list[str]:
     """Breaks `text` into lines no wider than `max_width`.
 
-    CJK may break between any two characters except where kinsoku forbids it;
+    Japanese and Chinese break between BudouX phrases, and inside a phrase
+    (between characters, with kinsoku) only when it is wider than a line;
+    other CJK between any two characters except where kinsoku forbids it.
     Latin breaks on spaces, and a word longer than a line is hyphenated.
     Explicit newlines are kept.
     """
     lines: list[str] = []
     for paragraph in text.split("\n"):
-        lines.extend(_wrap_paragraph(paragraph.strip(), font, max_width))
+        lines.extend(_wrap_paragraph(paragraph.strip(), font, max_width, language))
     return lines or [""]
 
 
-def _wrap_paragraph(text: str, font: ImageFont.FreeTypeFont, max_width: float) -> list[str]:
+def _wrap_paragraph(text: str, font: ImageFont.FreeTypeFont, max_width: float, language: str) -> list[str]:
     lines: list[list[str]] = []
     current: list[str] = []
 
     def width(tokens: list[str]) -> float:
         return float(font.getlength("".join(tokens)))
 
-    for token in _tokens(text):
+    units = break_units(text, language)
+    units.reverse()
+    while units:
+        token = units.pop()
+        if len(token) > 1 and _CJK_CHAR.match(token) and width([token]) > max_width:
+            # A phrase wider than a line: its characters break as in any CJK text.
+            units.extend(reversed(_tokens(token)))
+            continue
         if token.isspace():
             if current:
                 current.append(" ")
@@ -186,17 +279,21 @@ def vertical_form(char: str) -> str:
     return _VERTICAL_FORMS.get(char, char)
 
 
-def wrap_vertical(text: str, max_chars: int) -> list[str]:
+def wrap_vertical(text: str, max_chars: int, language: str = "") -> list[str]:
     """Breaks `text` into top-to-bottom columns of at most `max_chars` characters, with kinsoku.
 
     Columns are returned in reading order (the first is drawn rightmost).
-    Latin words are kept whole when they fit in a column.
+    Japanese and Chinese phrases (BudouX) and Latin words are kept whole when
+    they fit in a column.
     """
     max_chars = max(1, max_chars)
     columns: list[str] = []
     for paragraph in text.split("\n"):
         current = ""
-        for token in _tokens(paragraph.strip()):
+        units: list[str] = []
+        for unit in break_units(paragraph.strip(), language):
+            units.extend(_tokens(unit) if len(unit) > max_chars and _CJK_CHAR.match(unit) else [unit])
+        for token in units:
             if token.isspace():
                 continue
             if len(current) + len(token) <= max_chars:
@@ -260,29 +357,34 @@ def layout_text(
     min_size: int,
     vertical: bool = False,
     preferred_aspect: float | None = None,
+    truncate: bool = True,
 ) -> TextBlock:
     """The largest layout of `text` that fits `max_width` x `max_height`.
 
     The font shrinks from `max_size` to `min_size`; if the text still does not
-    fit, it is cut at the last line that fits and ends with an ellipsis.
-    `preferred_aspect` (width / height) narrows the wrap width so a short line
-    does not become one long strip.
+    fit, it is cut at the last line that fits and ends with an ellipsis, or,
+    without `truncate`, laid out whole at `min_size` (taller, or for vertical
+    text wider, than the box). `preferred_aspect` (width / height) narrows the
+    wrap width so a short line does not become one long strip.
     """
     max_width = max(1, max_width)
     max_height = max(1, max_height)
     size = max(min_size, max_size)
     while True:
         font = font_for(size, language)
-        block = _layout_at(text, font, max_width, max_height, vertical, preferred_aspect)
+        block = _layout_at(text, language, font, max_width, max_height, vertical, preferred_aspect)
         if block.width <= max_width and block.height <= max_height:
             return block
         if size <= min_size:
-            return _truncated(text, font, max_width, max_height, vertical)
+            if not truncate:
+                return _layout_at(text, language, font, max_width, max_height, vertical, None)
+            return _truncated(text, language, font, max_width, max_height, vertical)
         size = max(min_size, int(size * 0.9))
 
 
 def _layout_at(
     text: str,
+    language: str,
     font: ImageFont.FreeTypeFont,
     max_width: int,
     max_height: int,
@@ -297,31 +399,31 @@ def _layout_at(
             count = len(text)
             columns_wanted = max(1.0, math.sqrt(count * char_height * preferred_aspect / (font.size * 1.25)))
             capacity = min(capacity, max(4, math.ceil(count / columns_wanted)))
-        return _vertical_block(wrap_vertical(text, capacity), font)
+        return _vertical_block(wrap_vertical(text, capacity, language), font)
     wrap_width = float(max_width)
     if preferred_aspect:
         total = float(font.getlength(text.replace("\n", " ")))
         ideal = math.sqrt(total * line_height(font) * preferred_aspect)
         wrap_width = min(float(max_width), max(ideal, font.size * 5.0))
-    block = _horizontal_block(wrap_text(text, font, wrap_width), font)
+    block = _horizontal_block(wrap_text(text, font, wrap_width, language), font)
     if block.height > max_height and wrap_width < max_width:
-        block = _horizontal_block(wrap_text(text, font, max_width), font)
+        block = _horizontal_block(wrap_text(text, font, max_width, language), font)
     return block
 
 
 def _truncated(
-    text: str, font: ImageFont.FreeTypeFont, max_width: int, max_height: int, vertical: bool
+    text: str, language: str, font: ImageFont.FreeTypeFont, max_width: int, max_height: int, vertical: bool
 ) -> TextBlock:
     if vertical:
         char_height = round(font.size * 1.05)
         capacity = max(1, max_height // char_height)
-        columns = wrap_vertical(text, capacity)
+        columns = wrap_vertical(text, capacity, language)
         keep = max(1, max_width // round(font.size * 1.25))
         if len(columns) > keep:
             columns = columns[:keep]
             columns[-1] = columns[-1][: max(0, capacity - 1)] + ELLIPSIS
         return _vertical_block(columns, font)
-    lines = wrap_text(text, font, max_width)
+    lines = wrap_text(text, font, max_width, language)
     keep = max(1, max_height // line_height(font))
     if len(lines) > keep:
         lines = lines[:keep]
@@ -405,6 +507,52 @@ def balloon_kind_for(text: str) -> BalloonKind:
     return BalloonKind.SPEECH
 
 
+@dataclass(frozen=True)
+class BalloonLayout:
+    """A balloon's text laid out at dialogue size, and the balloon's size around it."""
+
+    block: TextBlock
+    width: int
+    height: int
+    pad: int
+    fits: bool  # within the region it was laid out for
+
+
+def layout_balloon(
+    region_size: tuple[int, int],
+    text: str,
+    language: str,
+    *,
+    kind: BalloonKind = BalloonKind.SPEECH,
+    vertical: bool = False,
+    max_size: int = 34,
+    min_size: int = 14,
+) -> BalloonLayout:
+    """The balloon for `text` in a region of `region_size`: the text as large as fits between
+    `max_size` and `min_size`, never smaller; when even `min_size` does not fit, the balloon
+    is larger than the region (`fits` is False) rather than the text smaller or cut."""
+    region_w, region_h = region_size
+    # An ellipse holds its inscribed rectangle at 1/sqrt(2) of its axes; the pads keep text off the ink.
+    spread = 1.18 if kind == BalloonKind.SHOUT else 1.0
+    pad = max(8, round(min_size * 0.45))
+    text_w = int((region_w / spread - 2 * pad) / 1.36)
+    text_h = int((region_h / spread - 2 * pad) / 1.36)
+    block = layout_text(
+        text,
+        language,
+        text_w,
+        text_h,
+        max_size=max(max_size, min_size),
+        min_size=min_size,
+        vertical=vertical,
+        preferred_aspect=0.55 if vertical else 1.9,
+        truncate=False,
+    )
+    width = round((block.width * 1.36 + 2 * pad) * spread)
+    height = round((block.height * 1.36 + 2 * pad) * spread)
+    return BalloonLayout(block, width, height, pad, width <= region_w and height <= region_h)
+
+
 def draw_balloon(
     image: Image.Image,
     region: Box,
@@ -418,46 +566,54 @@ def draw_balloon(
     min_size: int = 14,
     line_width: int = 3,
     anchor: str = "center",
+    avoid: Sequence[Box] = (),
 ) -> Box:
-    """Draws a balloon holding `text` inside `region` and returns the balloon's box.
+    """Draws a balloon holding `text` at the top of `region` and returns the balloon's box.
 
-    The balloon is as small as its text allows; `anchor` ("center", "left",
-    "right") says where in the region it sits. The tail points toward
-    `tail_to` (the speaker's mouth), or is left off when it is None.
+    The balloon is as small as its text allows at `min_size` or more (see
+    `layout_balloon`); one larger than the region grows down and sideways,
+    staying on the image, and moves down below any of the boxes in `avoid`
+    (balloons drawn before it) that it would cover. `anchor` ("center",
+    "left", "right") says where across the region it sits. The tail points toward `tail_to` (the
+    speaker's mouth), or is left off when it is None.
     """
-    left, top, right, bottom = region
-    region_w, region_h = right - left, bottom - top
-    # An ellipse holds its inscribed rectangle at 1/sqrt(2) of its axes; the pads keep text off the ink.
+    left, top, right, _ = region
     spread = 1.18 if kind == BalloonKind.SHOUT else 1.0
-    pad = max(8, round(max_size * 0.45))
-    text_w = int((region_w / spread - 2 * pad) / 1.36)
-    text_h = int((region_h / spread - 2 * pad) / 1.36)
-    block = layout_text(
+    layout = layout_balloon(
+        (right - left, region[3] - top),
         text,
         language,
-        text_w,
-        text_h,
+        kind=kind,
+        vertical=vertical,
         max_size=max_size,
         min_size=min_size,
-        vertical=vertical,
-        preferred_aspect=0.55 if vertical else 1.9,
     )
-    balloon_w = min(region_w, round((block.width * 1.36 + 2 * pad) * spread))
-    balloon_h = min(region_h, round((block.height * 1.36 + 2 * pad) * spread))
+    balloon_w, balloon_h = min(layout.width, image.width), min(layout.height, image.height)
     if anchor == "left":
         bx0 = left
     elif anchor == "right":
         bx0 = right - balloon_w
     else:
-        bx0 = left + (region_w - balloon_w) // 2
-    by0 = top + (region_h - balloon_h) // 2 if anchor == "center" else top
+        bx0 = left + (right - left - balloon_w) // 2
+    bx0 = min(max(0, bx0), image.width - balloon_w)
+    by0 = min(max(0, top), image.height - balloon_h)
+    gap = max(2, layout.pad // 2)
+    while hits := [other for other in avoid if _overlap((bx0, by0, bx0 + balloon_w, by0 + balloon_h), other)]:
+        below = max(other[3] for other in hits) + gap
+        if below + balloon_h > image.height:
+            break
+        by0 = below
     box = (bx0, by0, bx0 + balloon_w, by0 + balloon_h)
     _draw_balloon_shape(image, box, kind, tail_to, line_width, spread)
     draw = ImageDraw.Draw(image)
-    text_x = bx0 + (balloon_w - block.width) / 2
-    text_y = by0 + (balloon_h - block.height) / 2
-    draw_text_block(draw, block, (text_x, text_y))
+    text_x = bx0 + (balloon_w - layout.block.width) / 2
+    text_y = by0 + (balloon_h - layout.block.height) / 2
+    draw_text_block(draw, layout.block, (text_x, text_y))
     return box
+
+
+def _overlap(first: Box, second: Box) -> bool:
+    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
 
 
 def _draw_balloon_shape(

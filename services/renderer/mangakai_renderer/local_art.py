@@ -200,8 +200,11 @@ def draw_panel_layers(
     size: tuple[int, int] = (1024, 1024),
     instruction: str = "",
     seed_extra: str = "",
+    reading_order: common_pb2.ReadingOrder.ValueType = common_pb2.READING_ORDER_UNSPECIFIED,
 ) -> tuple[Image.Image, Image.Image]:
-    """Draws `scene` at `size` pixels; returns the art without lettering and the lettered panel."""
+    """Draws `scene` at `size` pixels; returns the art without lettering and the lettered panel.
+
+    `reading_order` orders the balloons as the page is read (UNSPECIFIED is manga order)."""
     width, height = size
     seed = _seed(scene, characters, style, language, size, instruction, seed_extra)
     rng = random.Random(seed)
@@ -233,7 +236,7 @@ def draw_panel_layers(
     art = _apply_palette(panel, style.color_palette)
     _frame(art)
     lettered = art.copy()
-    _letter(lettered, scene, figures, language, shot)
+    _letter(lettered, scene, figures, language, _right_to_left(reading_order))
     _frame(lettered)
     return art, lettered
 
@@ -245,6 +248,7 @@ def letter_art(
     style: common_pb2.StylePreferences,
     *,
     language: str,
+    reading_order: common_pb2.ReadingOrder.ValueType = common_pb2.READING_ORDER_UNSPECIFIED,
 ) -> Image.Image:
     """Letters art drawn elsewhere (by an image model) from the scene plan; returns a new image.
 
@@ -258,7 +262,7 @@ def letter_art(
     shot = _shot_for(scene, words)
     bible = {character.name: character.description for character in characters}
     figures = _place_figures(scene, shot, canvas_size, words, language, _style_for(style), bible)
-    _letter(lettered, scene, figures, language, shot)
+    _letter(lettered, scene, figures, language, _right_to_left(reading_order))
     _frame(lettered)
     return lettered
 
@@ -1857,15 +1861,23 @@ def _apply_palette(image: Image.Image, palette: int) -> Image.Image:
     return image
 
 
+def _right_to_left(reading_order: common_pb2.ReadingOrder.ValueType) -> bool:
+    return reading_order != common_pb2.READING_ORDER_LEFT_TO_RIGHT
+
+
 def _letter(
-    panel: Image.Image, scene: common_pb2.Scene, figures: list[_Figure], language: str, shot: int
+    panel: Image.Image,
+    scene: common_pb2.Scene,
+    figures: list[_Figure],
+    language: str,
+    right_to_left: bool,
 ) -> None:
-    """Narration caption at the top, then one balloon per line of dialogue above its speaker."""
+    """Narration caption at the top, then the dialogue in balloons above the speakers, in
+    reading order: the first line top-right when the page reads right to left."""
     width, height = panel.size
     unit = min(width, height) / 1024
     margin = round(22 * unit)
     vertical = language.startswith("ja")
-    right_to_left = vertical
     caption_box: tuple[int, int, int, int] | None = None
     if scene.narration:
         region_width = round(width * (0.3 if vertical else 0.62))
@@ -1882,38 +1894,30 @@ def _letter(
             line_width=max(2, round(3 * unit)),
             anchor="right" if right_to_left else "left",
         )
-    lines = list(scene.dialogue)
+    min_size = lettering.min_dialogue_px(panel.size)
+    max_size = max(min_size, round(34 * unit))
+    lines = _balloon_lines(list(scene.dialogue), language, width - 2 * margin, height, min_size, vertical)
     if not lines:
         return
-    if len(lines) > 3:
-        # More lines than a panel holds: the rest join the last balloon.
-        joiner = "" if language.startswith(("ja", "zh", "ko")) else " "
-        merged = common_pb2.DialogueLine(
-            speaker=lines[2].speaker, text=joiner.join(line.text for line in lines[2:])
-        )
-        lines = [*lines[:2], merged]
     scale = 1 / SUPERSAMPLE
     by_name = {figure.name: figure for figure in figures if not figure.back_view}
     back = {figure.name: figure for figure in figures if figure.back_view}
     columns = len(lines)
     column_width = (width - 2 * margin) / columns
-    head_tops = [(f.head_y - f.radius * 1.3) * scale for f in figures if not f.back_view]
-    lowest_top = min(head_tops) if head_tops else height * 0.5
+    drawn: list[lettering.Box] = [caption_box] if caption_box is not None else []
     for index, line in enumerate(lines):
         slot = (columns - 1 - index) if right_to_left else index
         x0 = margin + slot * column_width
         x1 = x0 + column_width
-        top = margin
+        # Each balloon a little lower than the one before: the eye goes down the reading order.
+        top = margin + round(index * height * 0.04)
         if caption_box is not None and x0 < caption_box[2] and x1 > caption_box[0]:
             top = caption_box[3] + margin // 2
             if vertical and caption_box[0] < x0 + column_width * 0.5:
                 # A tall vertical caption: the balloon moves beside it rather than under it.
                 x1 = min(x1, caption_box[0] - margin // 2)
                 top = margin
-        bottom = max(top + height * 0.2, lowest_top - margin)
-        if shot in (_SHOT.SHOT_TYPE_CLOSE_UP, _SHOT.SHOT_TYPE_EXTREME_CLOSE_UP):
-            bottom = max(bottom, top + height * 0.3)
-        bottom = min(bottom, top + height * (0.5 if vertical else 0.38))
+        bottom = top + height * _BALLOON_HEIGHT
         figure = by_name.get(line.speaker) or back.get(line.speaker)
         tail: lettering.Point
         if figure is not None:
@@ -1925,8 +1929,7 @@ def _letter(
             # An unseen speaker: the tail points out of the frame.
             tail = ((x0 + x1) / 2, height * 1.0)
         kind = lettering.balloon_kind_for(line.text)
-        max_size = round((30 if len(line.text) < 60 else 26) * unit)
-        lettering.draw_balloon(
+        box = lettering.draw_balloon(
             panel,
             (round(x0), round(top), round(max(x0 + 40 * unit, x1 - margin * 0.4)), round(bottom)),
             line.text,
@@ -1935,6 +1938,54 @@ def _letter(
             kind=kind,
             vertical=vertical,
             max_size=max_size,
-            min_size=round(14 * unit),
+            min_size=min_size,
             line_width=max(2, round(3 * unit)),
+            avoid=drawn,
         )
+        drawn.append(box)
+
+
+# The most of a panel's height a balloon takes before its line is split over two balloons.
+_BALLOON_HEIGHT = 0.5
+_MAX_BALLOONS = 4
+
+
+def _balloon_lines(
+    lines: list[common_pb2.DialogueLine],
+    language: str,
+    band_width: int,
+    height: int,
+    min_size: int,
+    vertical: bool,
+) -> list[common_pb2.DialogueLine]:
+    """The dialogue as balloons: lines beyond the third join the third (their punctuation
+    kept), and a line too long for a balloon at dialogue size is split over two."""
+    if len(lines) > 3:
+        merged = lines[2].text
+        for line in lines[3:]:
+            merged = lettering.join_speech(merged, line.text, language)
+        lines = [*lines[:2], common_pb2.DialogueLine(speaker=lines[2].speaker, text=merged)]
+    while len(lines) < _MAX_BALLOONS:
+        # Balloons that do not fit side by side stack down the panel, so each may take half its width.
+        region = (band_width // min(2, max(1, len(lines))), round(height * _BALLOON_HEIGHT))
+        for index, line in enumerate(lines):
+            kind = lettering.balloon_kind_for(line.text)
+            layout = lettering.layout_balloon(
+                region,
+                line.text,
+                language,
+                kind=kind,
+                vertical=vertical,
+                max_size=min_size,
+                min_size=min_size,
+            )
+            if layout.fits:
+                continue
+            pieces = lettering.split_speech(line.text, language)
+            if len(pieces) == 2:
+                halves = [common_pb2.DialogueLine(speaker=line.speaker, text=piece) for piece in pieces]
+                lines = [*lines[:index], *halves, *lines[index + 1 :]]
+                break
+        else:
+            break
+    return lines

@@ -21,6 +21,9 @@ from PIL import Image, ImageDraw, ImageOps
 from mangakai.v1 import common_pb2
 
 A4_200_DPI = (1654, 2339)
+A4_WIDTH_POINTS = 595.2756
+"""The width of the page every layout but the webtoon strip is printed on (the webtoon strip
+is printed at this width too)."""
 WEBTOON_WIDTH = 800
 WEBTOON_PANELS_PER_PAGE = 4
 CLASSIC_PANELS_PER_PAGE = 6
@@ -30,6 +33,9 @@ MAX_CROP = 0.03
 The lettering keeps about 2 % of the panel clear at every edge, so a crop of 1.5 % a side
 never reaches a balloon."""
 MAX_PANELS_PER_ROW = 3
+MIN_FRAME_EDGE = 0.25
+"""No frame's shorter edge is less than this share of the page's width (when the panels'
+shapes allow it): the lettering sizes its text from it so that dialogue prints at 7 pt or more."""
 INK = (0, 0, 0)
 GUTTER_COLOUR = (255, 255, 255)
 
@@ -56,6 +62,7 @@ class _Box:
     width: float
     height: float
     gutter: float
+    page_width: float
 
 
 def compose_pages(
@@ -103,7 +110,7 @@ def page_frames(
     width, height = page_size
     if layout == common_pb2.PAGE_LAYOUT_FOUR_KOMA:
         margin = width * 0.08
-        box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, height * 0.015)
+        box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, height * 0.015, width)
         return [
             _four_koma_frames(
                 list(range(start, min(start + FOUR_KOMA_PANELS_PER_PAGE, len(panels)))), aspects, box
@@ -112,10 +119,10 @@ def page_frames(
         ]
     if layout == common_pb2.PAGE_LAYOUT_SINGLE:
         margin = width * 0.06
-        box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, 0)
+        box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, 0, width)
         return [_justified([[index]], aspects, box) for index in range(len(panels))]
     margin = width * 0.05
-    box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, width * 0.018)
+    box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, width * 0.018, width)
     return [
         _justified(_best_rows(group, aspects, wide, box), aspects, box)
         for group in _classic_groups(len(panels))
@@ -154,8 +161,26 @@ def _best_rows(
         for rows in _partitions(indexes)
         if all(len(row) == 1 or not any(wide[index] for index in row) for row in rows)
     ]
-    # Fewer rows of one panel first among equals, so a page does not become a column of strips.
-    return max(candidates, key=lambda rows: (round(_coverage(rows, aspects, box), 3), -len(rows)))
+    # Frames large enough for legible lettering first, then the fullest page; fewer rows among
+    # equals, so a page does not become a column of strips.
+    return max(
+        candidates,
+        key=lambda rows: (
+            _smallest_edge(rows, aspects, box) >= MIN_FRAME_EDGE * box.page_width,
+            round(_coverage(rows, aspects, box), 3),
+            -len(rows),
+        ),
+    )
+
+
+def _smallest_edge(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> float:
+    """The shorter edge of the smallest frame of `rows`, in pixels."""
+    stretch, scale = _fit(rows, aspects, box)
+    return min(
+        min(row_height * stretch * scale, aspects[index] * row_height * scale)
+        for row, row_height in zip(rows, _row_heights(rows, aspects, box), strict=True)
+        for index in row
+    )
 
 
 def _row_heights(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> list[float]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mangakai.v1 import common_pb2
+from mangakai_renderer import lettering
 
 # Scripts, by Unicode block.
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
@@ -632,7 +633,7 @@ def plan_story(story: str, panel_count: int, style: common_pb2.StylePreferences)
             previous_line = scene.dialogue[-1] if scene.dialogue else None
             if previous_line is not None and speaker and previous_line.speaker == speaker:
                 # One speech broken by an attribution is one balloon.
-                previous_line.text += ("" if cjk else " ") + quote.text
+                previous_line.text = lettering.join_speech(previous_line.text, quote.text, language)
             else:
                 scene.dialogue.add(speaker=speaker, text=quote.text)
         if first_copy:
