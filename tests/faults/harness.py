@@ -126,6 +126,18 @@ class Followed:
         assert later, f"no event after the fault; last events {self.events[-3:]}"
         return later[0] - moment
 
+    def resumed_after(self, moment: float) -> float:
+        """Seconds from `moment` to the job's resumption: the first panel started a second time
+        (a new claim starts every unfinished panel again), not an event left in transit."""
+        started: set[int] = set()
+        for event, at in zip(self.events, self.times, strict=True):
+            if not event.HasField("panel_started"):
+                continue
+            if event.panel_started.panel in started and at > moment:
+                return at - moment
+            started.add(event.panel_started.panel)
+        raise AssertionError(f"the job was never resumed after the fault; events {self.events}")
+
 
 async def follow(session: Session, name: str, within: float = 120.0) -> Followed:
     """Every event of a job until its terminal one, re-attaching after a broken stream.

@@ -57,7 +57,7 @@ async def test_a_postgresql_outage_mid_job_costs_no_draw_twice(
 
     assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
     requests = len(gemini.images(since))
-    recovery = followed.first_after(back)
+    recovery = followed.resumed_after(back)
     record(f"PostgreSQL outage of {OUTAGE_SECONDS:.0f}s mid-job", PANELS + 1, requests, recovery)
     assert requests == PANELS + 1, "a finished draw was thrown away with a failed database write"
     assert recovery < RECOVERY_BOUND

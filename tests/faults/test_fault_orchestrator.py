@@ -59,12 +59,12 @@ async def test_an_orchestrator_killed_while_drawing_pays_for_no_draw_twice(
     orchestrator = stack.service("orchestrator")
     killed = time.monotonic()
     orchestrator.kill()
-    orchestrator.restart()
+    await asyncio.to_thread(orchestrator.restart)
     followed = await following
 
     assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
     requests = len(gemini.images(since))
-    recovery = followed.first_after(killed)
+    recovery = followed.resumed_after(killed)
     record("orchestrator SIGKILL with draws in flight", PANELS + 1, requests, recovery)
     assert requests == PANELS + 1, "a draw in flight was thrown away and paid for again"
     assert recovery < TAKEOVER_BOUND
@@ -94,15 +94,15 @@ async def test_sigterm_mid_job_hands_the_job_back_and_draws_nothing_twice(
 
     orchestrator = stack.service("orchestrator")
     stopped = time.monotonic()
-    code = orchestrator.stop(timeout=10)
+    code = await asyncio.to_thread(orchestrator.stop, 10)
     took = time.monotonic() - stopped
     assert code == 0, f"exit code {code}: not stopped within the grace"
-    orchestrator.restart()
+    await asyncio.to_thread(orchestrator.restart)
     followed = await following
 
     assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
     requests = len(gemini.images(since))
-    recovery = followed.first_after(stopped)
+    recovery = followed.resumed_after(stopped)
     record(f"orchestrator SIGTERM mid-job (stopped in {took:.1f}s)", PANELS + 1, requests, recovery)
     assert requests == PANELS + 1
     assert took < 10.0, f"SIGTERM took {took:.1f}s, longer than the grace"

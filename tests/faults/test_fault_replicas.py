@@ -66,7 +66,7 @@ async def test_one_orchestrator_and_one_renderer_killed_mid_job(
 
     assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
     requests = len(gemini.images(since))
-    recovery = followed.first_after(killed)
+    recovery = followed.resumed_after(killed)
     record(
         f"orchestrator {holder} + renderer 1 SIGKILL ({in_flight} in flight at the kill)",
         PANELS + 1,

@@ -142,13 +142,19 @@ class JobRunner:
         async def on_control(_msg: Msg) -> None:
             cancelled.set()
 
+        # One cancel channel: the job's control subject. The flag CancelJob stores is read once,
+        # after subscribing, for a cancel that came before the subscription.
         subscription = await self._nc.subscribe(self._subjects.control(job.id), cb=on_control)
-        poller = asyncio.create_task(self._poll_cancel(job.id, cancelled))
+        try:
+            if job.cancel_requested or await self._store.cancel_requested(job.id):
+                cancelled.set()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            raise
         work = asyncio.create_task(self._advance(job, cancelled))
         stop = asyncio.create_task(cancelled.wait())
         try:
-            if job.cancel_requested:
-                cancelled.set()
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             if work.done():
                 stop.cancel()
@@ -175,17 +181,8 @@ class JobRunner:
             if not work.done():
                 work.cancel()
                 await asyncio.wait({work})
-            poller.cancel()
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
-
-    async def _poll_cancel(self, job_id: uuid.UUID, cancelled: asyncio.Event) -> None:
-        """Backs up the control subject: a cancel published before we subscribed is still seen."""
-        while not cancelled.is_set():
-            await asyncio.sleep(1.0)
-            with contextlib.suppress(Exception):
-                if await self._store.cancel_requested(job_id):
-                    cancelled.set()
 
     async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> JobState.ValueType | None:
         plan = job.plan

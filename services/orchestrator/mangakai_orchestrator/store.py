@@ -19,12 +19,13 @@ from asyncpg.pool import PoolConnectionProxy
 from google.protobuf import timestamp_pb2
 
 from mangakai.v1 import common_pb2, jobs_pb2
+from mangakai_orchestrator import states
 
 JobState = common_pb2.Job.State
 VersionState = common_pb2.PanelVersion.State
 
-ACTIVE_STATES = (JobState.STATE_QUEUED, JobState.STATE_PLANNING, JobState.STATE_RENDERING)
-TERMINAL_STATES = (JobState.STATE_COMPLETED, JobState.STATE_FAILED, JobState.STATE_CANCELLED)
+ACTIVE_STATES = tuple(sorted(states.ACTIVE))
+TERMINAL_STATES = tuple(sorted(states.TERMINAL))
 
 
 def state_word(state: JobState.ValueType) -> str:
@@ -288,7 +289,7 @@ class JobStore:
             )
             if row is None:
                 raise LookupError(job_name(job_id))
-            if row["state"] not in (JobState.STATE_COMPLETED, JobState.STATE_FAILED) or not row["planned"]:
+            if not states.allowed(row["state"], JobState.STATE_RENDERING) or not row["planned"]:
                 raise JobStateError(
                     f"{job_name(job_id)} is {state_word(row['state'])}; panels can be regenerated once the job "
                     "has completed or failed after planning"
@@ -315,6 +316,7 @@ class JobStore:
             )
             # A new run of the job: its attempts count from zero again (they used to add up
             # over regenerations until the fifth failed at once).
+            await self._move(conn, job_id, JobState.STATE_RENDERING)
             await conn.execute(
                 """UPDATE jobs SET state = $2, run = run + 1, attempts = 0, cancel_requested = false,
                           end_time = NULL, failure_reason = '' WHERE id = $1""",
@@ -403,14 +405,9 @@ class JobStore:
     async def set_state(self, job_id: uuid.UUID, state: JobState.ValueType) -> common_pb2.JobEvent | None:
         """Moves an active job to another active state; None when it already was there."""
         async with self._pool.acquire() as conn, conn.transaction():
-            changed = await conn.fetchval(
-                "UPDATE jobs SET state = $2 WHERE id = $1 AND state <> $2 AND state = ANY($3::smallint[]) RETURNING id",
-                job_id,
-                state,
-                list(ACTIVE_STATES),
-            )
-            if changed is None:
+            if await self._move(conn, job_id, state) == state:
                 return None
+            await conn.execute("UPDATE jobs SET state = $2 WHERE id = $1", job_id, state)
             return await self._append_event(
                 conn, job_id, common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=state))
             )
@@ -418,6 +415,7 @@ class JobStore:
     async def save_plan(self, job_id: uuid.UUID, plan: common_pb2.ScenePlan) -> common_pb2.JobEvent:
         """Stores the plan, creates one panel (with a pending first version) per scene, moves to RENDERING."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._move(conn, job_id, JobState.STATE_RENDERING)
             await conn.execute(
                 "UPDATE jobs SET plan = $2, title = $3, state = $4 WHERE id = $1",
                 job_id,
@@ -571,9 +569,27 @@ class JobStore:
         )
         return count
 
+    async def _move(
+        self, conn: PoolConnectionProxy, job_id: uuid.UUID, target: JobState.ValueType
+    ) -> JobState.ValueType:
+        """Locks the job's row for a change of state to `target` and returns its state now.
+
+        Every change of a job's state goes through here: a move the state machine
+        does not allow raises IllegalTransition (staying put is not a move).
+        """
+        current: JobState.ValueType | None = await conn.fetchval(
+            "SELECT state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+        )
+        if current is None:
+            raise states.IllegalTransition(None, target)
+        if current != target:
+            states.check(current, target)
+        return current
+
     async def _finish(
         self, conn: PoolConnectionProxy, job_id: uuid.UUID, state: JobState.ValueType, reason: str
     ) -> common_pb2.JobEvent:
+        await self._move(conn, job_id, state)
         await conn.execute(
             """UPDATE panel_versions SET state = $2, failure_reason = $3, end_time = now()
                WHERE job_id = $1 AND state = ANY($4::smallint[])""",

@@ -7,6 +7,8 @@ after N attempts", and the job could never be exported again).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -44,15 +46,15 @@ async def test_ten_regenerations_in_a_row_all_draw_and_the_job_still_exports(ses
     assert events[-1].job_state == JobState.STATE_COMPLETED
 
     for round_ in range(1, REGENERATIONS + 1):
-        before = (await session.get(job.name)).last_event_sequence
         panel = await session.jobs.RegeneratePanel(
             jobs_pb2.RegeneratePanelRequest(name=job.name, panel=1, instruction=f"take {round_}"),
             metadata=session.metadata,
             timeout=30,
         )
         assert panel.versions[-1].version == round_ + 1
-        after = await session.events(job.name, after=before)
-        assert after[-1].job_state == JobState.STATE_COMPLETED, f"regeneration {round_}: {after[-1]}"
+        # RegeneratePanel has reopened the job (RENDERING) before answering: wait for the run's end.
+        ended = await _ended(session, job.name)
+        assert ended.state == JobState.STATE_COMPLETED, f"regeneration {round_}: {ended.failure_reason}"
 
     done = await session.get(job.name)
     first = done.panels[0]
@@ -67,3 +69,13 @@ async def test_ten_regenerations_in_a_row_all_draw_and_the_job_still_exports(ses
         timeout=60,
     )
     assert export.page_count >= 1
+
+
+async def _ended(session: Session, name: str, within: float = 60.0) -> common_pb2.Job:
+    deadline = time.monotonic() + within
+    while True:
+        job = await session.get(name)
+        if job.state not in (JobState.STATE_QUEUED, JobState.STATE_PLANNING, JobState.STATE_RENDERING):
+            return job
+        assert time.monotonic() < deadline, f"{name} still {JobState.Name(job.state)} after {within}s"
+        await asyncio.sleep(0.05)
