@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import json
 import struct
 import uuid
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +30,11 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from mangakai.v1 import common_pb2, jobs_pb2, sessions_pb2
 from mangakai_devstack.stack import Stack, StackFactory
 from tests.integration.mesh_client import STORY_EN, new_session
+from tests.integration.security.crafted_images import bomb_png, png
 
 BATCH = 20
 EXAMPLES = 100  # x BATCH: 2 000 requests per RPC
@@ -153,31 +151,12 @@ int64s = st.one_of(st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63)]), st.integers
 enum_numbers = st.one_of(st.integers(0, 12), int32s)
 
 
-def _png(width: int, height: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), "white").save(out, format="PNG")
-    return out.getvalue()
-
-
-def _bomb_png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0"))
-        + chunk(b"IEND", b"")
-    )
-
-
-_PNG = _png(32, 32)
+_PNG = png(32, 32)
 images = st.one_of(
     st.just(b""),
     st.binary(max_size=256),
-    st.sampled_from([_PNG, _PNG[:40], _bomb_png(100_000, 100_000), _bomb_png(7000, 7000), b"GIF89a" + _PNG]),
-    st.binary(min_size=1, max_size=64).map(lambda tail: _png(8, 8) + tail),
+    st.sampled_from([_PNG, _PNG[:40], bomb_png(100_000, 100_000), bomb_png(7000, 7000), b"GIF89a" + _PNG]),
+    st.binary(min_size=1, max_size=64).map(lambda tail: png(8, 8) + tail),
 )
 
 

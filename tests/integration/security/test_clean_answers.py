@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import struct
 import uuid
-import zlib
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -26,12 +24,12 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from PIL import Image
 
 from mangakai.v1 import common_pb2, jobs_pb2, sessions_pb2, sessions_pb2_grpc
 from mangakai_devstack.stack import Stack
 from tests.integration.gateway import connect_client
 from tests.integration.mesh_client import Session, fetch, field_violations, new_session
+from tests.integration.security.crafted_images import bomb_png, png
 
 STORY = "Mara lit the lamp, and the ferry turned away from the rocks."
 
@@ -40,27 +38,6 @@ STORY = "Mara lit the lamp, and the ferry turned away from the rocks."
 async def session(stack: Stack) -> AsyncIterator[Session]:
     async with grpc.aio.insecure_channel(stack.gateway_address) as channel:
         yield await new_session(channel)
-
-
-def _png(width: int, height: int) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), "white").save(out, format="PNG")
-    return out.getvalue()
-
-
-def _bomb_png(width: int, height: int) -> bytes:
-    """A PNG of ~70 bytes whose header declares width x height pixels (decoding would allocate them)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 async def _invalid(call: Any) -> dict[str, str]:
@@ -125,7 +102,7 @@ async def test_nul_over_connect_is_a_bad_request_not_a_server_error(stack: Stack
 @pytest.mark.parametrize("size", [(100_000, 100_000), (20_000, 20_000)], ids=["bomb", "over the limit"])
 async def test_decompression_bomb_reference_is_invalid(session: Session, size: tuple[int, int]) -> None:
     request = jobs_pb2.RegeneratePanelRequest(
-        name=f"jobs/{uuid.uuid4()}", panel=1, instruction="brighter", reference_image=_bomb_png(*size)
+        name=f"jobs/{uuid.uuid4()}", panel=1, instruction="brighter", reference_image=bomb_png(*size)
     )
     violations = await _invalid(session.jobs.RegeneratePanel(request, metadata=session.metadata))
     assert "pixels" in violations["reference_image"]
@@ -242,7 +219,7 @@ def _references(stack: Stack, job_name: str) -> list[Path]:
 
 
 async def test_rejected_regeneration_stores_no_reference_image(stack: Stack, session: Session) -> None:
-    reference = _png(64, 64)
+    reference = png(64, 64)
     running = await session.create_job(story=STORY, panels=1)
     # Refused while the job runs (FAILED_PRECONDITION) ...
     with pytest.raises(grpc.aio.AioRpcError) as caught:
