@@ -163,7 +163,9 @@ class ServiceMain:
         """
         metrics_port = -1
         if self.settings.metrics_port >= 0:
-            metrics_port = start_metrics_server(self.settings.metrics_port)
+            # Only where it is told: metrics name jobs' methods and rates, not for every interface.
+            metrics_host = self.settings.metrics_host or self.settings.grpc_host
+            metrics_port = start_metrics_server(self.settings.metrics_port, metrics_host)
         server = await create_server(
             registrations,
             host=self.settings.grpc_host,

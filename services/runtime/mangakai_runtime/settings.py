@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(
         -1, ge=-1, le=65535, description="Prometheus port; 0 picks a free one, -1 disables."
     )
+    metrics_host: str | None = Field(
+        None, description="Address the Prometheus endpoint binds to; unset: the same as GRPC_HOST."
+    )
     mangakai_environment: Literal["development", "production"] = Field(
         "development",
         description="production: refuse settings that only make sense on a developer's machine",

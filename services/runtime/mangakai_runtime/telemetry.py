@@ -158,9 +158,12 @@ def extract_context(headers: Mapping[str, str] | None) -> Any:
     return propagate.extract(dict(headers or {}))
 
 
-def start_metrics_server(port: int, host: str = "0.0.0.0") -> int:
-    """Serves /metrics in a background thread; returns the bound port."""
-    server, _thread = prometheus_client.start_http_server(port, addr=host)
+def start_metrics_server(port: int, host: str) -> int:
+    """Serves /metrics on `host` in a background thread; returns the bound port.
+
+    `host` is an address as gRPC spells it ("[::]" for every IPv6 and IPv4 address).
+    """
+    server, _thread = prometheus_client.start_http_server(port, addr=host.strip("[]"))
     return int(server.server_port)
 
 

@@ -264,6 +264,8 @@ class Stack:
             "GRPC_HOST": host,
             "GRPC_PORT": "0",
             "METRICS_PORT": "0",
+            # Every replica's metrics on 127.0.0.1 (each on a port of its own), where tools read them.
+            "METRICS_HOST": "127.0.0.1",
             "READY_FILE": str(self._ready_file(name, index)),
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
