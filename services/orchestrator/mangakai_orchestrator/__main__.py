@@ -11,6 +11,9 @@ from pathlib import Path
 from mangakai.v1 import orchestrator_pb2_grpc
 from mangakai_orchestrator import events
 from mangakai_orchestrator.clients import Backends
+from mangakai_orchestrator.exports import ExportCache
+from mangakai_orchestrator.leases import JobLeases
+from mangakai_orchestrator.outbox import EventOutbox
 from mangakai_orchestrator.retention import RetentionSweeper
 from mangakai_orchestrator.runner import JobRunner
 from mangakai_orchestrator.servicer import OrchestratorServicer
@@ -42,12 +45,14 @@ async def main() -> None:
         replicas=settings.nats_replicas,
     )
     store = JobStore(pool)
+    leases = JobLeases(pool)
+    outbox = EventOutbox(pool)
     backends = Backends(settings.renderer_addr, settings.storage_addr)
-    relay = events.EventRelay(js, subjects, store.relay_events, store.jobs_with_unpublished_events)
+    relay = events.EventRelay(js, subjects, outbox.relay_events, outbox.jobs_with_unpublished_events)
     runner = JobRunner(store, backends, relay, nc, subjects, settings)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    worker = JobWorker(js, subjects, store, runner, relay, settings, owner)
-    sweeper = StaleJobSweeper(js, subjects, store, settings)
+    worker = JobWorker(js, subjects, store, leases, runner, relay, settings, owner)
+    sweeper = StaleJobSweeper(js, subjects, leases, settings)
     retention = RetentionSweeper(
         pool,
         backends.blobs,
@@ -55,7 +60,9 @@ async def main() -> None:
         partial_grace_seconds=settings.partial_blob_grace_seconds,
         interval_seconds=settings.retention_sweep_seconds,
     )
-    servicer = OrchestratorServicer(store, backends, relay, nc, js, subjects, retention)
+    servicer = OrchestratorServicer(
+        store, outbox, ExportCache(pool), backends, relay, nc, js, subjects, retention
+    )
 
     async def close() -> None:
         # The worker has handed its jobs back by now (background tasks stop first): what they

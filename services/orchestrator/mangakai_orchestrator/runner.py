@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from mangakai.v1 import common_pb2, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay
+from mangakai_orchestrator.leases import ClaimedJob
 from mangakai_orchestrator.metrics import (
     JOBS_FINISHED,
     PANEL_RENDER_SECONDS,
@@ -38,7 +39,7 @@ from mangakai_orchestrator.metrics import (
     finished_label,
 )
 from mangakai_orchestrator.settings import OrchestratorSettings
-from mangakai_orchestrator.store import ClaimedJob, JobStore, PendingVersion, job_name
+from mangakai_orchestrator.store import JobStore, PendingVersion, job_name
 from mangakai_runtime.errors import error_info
 from mangakai_runtime.subjects import Subjects
 
@@ -158,21 +159,13 @@ class JobRunner:
             await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             if work.done():
                 stop.cancel()
-                final = work.result()
-                if final is not None:
-                    failed = (
-                        await self._store.failed_panel_count(job.id)
-                        if final == JobState.STATE_COMPLETED
-                        else 0
-                    )
-                    JOBS_FINISHED.labels(finished_label(final, failed)).inc()
+                work.result()
                 return
             # Cancelled: stop drawing for real, then record the end.
             work.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await work
-            await self._emit(job.id, self._store.finish_job(job.id, cancelled=True))
-            JOBS_FINISHED.labels(finished_label(JobState.STATE_CANCELLED)).inc()
+            await self._ended(job.id, await self._store.finish_job(job.id, cancelled=True))
             log.info("job %s cancelled", job.id)
         finally:
             # Handed back (shutdown, lost lease, an error): the job's work stops with this call,
@@ -184,15 +177,17 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> JobState.ValueType | None:
+    async def _advance(self, job: ClaimedJob, cancelled: asyncio.Event) -> None:
         plan = job.plan
         if plan is None:
             await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_PLANNING))
             try:
                 plan = await self._plan(job)
             except PlanningError as exc:
-                await self._emit(job.id, self._store.finish_job(job.id, reason=f"planning failed: {exc}"))
-                return JobState.STATE_FAILED
+                await self._ended(
+                    job.id, await self._store.finish_job(job.id, reason=f"planning failed: {exc}")
+                )
+                return
             await self._emit(job.id, self._store.save_plan(job.id, plan))
         else:
             await self._emit(job.id, self._store.set_state(job.id, JobState.STATE_RENDERING))
@@ -203,9 +198,16 @@ class JobRunner:
             for version in pending:
                 group.create_task(self._render(job, plan, version, sheet_key, slots, cancelled))
         event = await self._store.finish_job(job.id)
-        self._relay.kick(job.id)
+        await self._ended(job.id, event)
         log.info("job %s finished %s", job.id, JobState.Name(event.job_state))
-        return event.job_state
+
+    async def _ended(self, job_id: uuid.UUID, event: common_pb2.JobEvent) -> None:
+        """Counts the run's end, then announces it: whoever sees the terminal event sees it counted."""
+        failed = (
+            await self._store.failed_panel_count(job_id) if event.job_state == JobState.STATE_COMPLETED else 0
+        )
+        JOBS_FINISHED.labels(finished_label(event.job_state, failed)).inc()
+        self._relay.kick(job_id)
 
     async def _with_retries(self, call: Callable[[int], Awaitable[T]]) -> T:
         """`call(attempt)`, tried again when the renderer says so (see `_retry_delay`), at most

@@ -20,6 +20,8 @@ from nats.js import JetStreamContext
 from mangakai.v1 import common_pb2, jobs_pb2, orchestrator_pb2, orchestrator_pb2_grpc, renderer_pb2
 from mangakai_orchestrator.clients import Backends
 from mangakai_orchestrator.events import EventRelay, publish_work
+from mangakai_orchestrator.exports import ExportCache
+from mangakai_orchestrator.outbox import EventOutbox
 from mangakai_orchestrator.retention import RetentionSweeper
 from mangakai_orchestrator.store import (
     JobStateError,
@@ -106,6 +108,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(
         self,
         store: JobStore,
+        outbox: EventOutbox,
+        exports: ExportCache,
         backends: Backends,
         relay: EventRelay,
         nc: NATS,
@@ -116,6 +120,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self._retention = retention
         self._subjects = subjects
         self._store = store
+        self._outbox = outbox
+        self._exports = exports
         self._backends = backends
         self._relay = relay
         self._nc = nc
@@ -260,7 +266,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 ]
             ).encode()
         ).hexdigest()
-        cached = await self._store.cached_export(job_id, request.format, fingerprint)
+        cached = await self._exports.cached_export(job_id, request.format, fingerprint)
         if cached is not None and await self._backends.blobs.stat(cached.blob.key) is not None:
             return jobs_pb2.Export(format=request.format, blob=cached.blob, page_count=cached.page_count)
         extension = "pdf" if request.format == common_pb2.EXPORT_FORMAT_PDF else "cbz"
@@ -277,7 +283,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             ),
             timeout=300,
         )
-        await self._store.save_export(job_id, request.format, fingerprint, response.blob, response.page_count)
+        await self._exports.save_export(
+            job_id, request.format, fingerprint, response.blob, response.page_count
+        )
         return jobs_pb2.Export(format=request.format, blob=response.blob, page_count=response.page_count)
 
     async def ListJobEvents(
@@ -288,7 +296,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         if await self._store.get_job(session, job_id, full=False) is None:
             raise NotFound(f"{request.name} not found")
         return orchestrator_pb2.ListJobEventsResponse(
-            events=await self._store.events_after(job_id, request.after_sequence)
+            events=await self._outbox.events_after(job_id, request.after_sequence)
         )
 
     async def SweepRetention(

@@ -1,16 +1,17 @@
-"""The job store: jobs, panels, panel versions, the event log and exports in PostgreSQL.
+"""The job store: jobs, their panels and panel versions, and the events that announce each change.
 
 PostgreSQL is the source of truth. Every change of a job and the event that
 announces it are written in one transaction: the event gets the job's next
 sequence number and lands in `job_events`, from where the relay publishes it
-to JetStream (a transactional outbox), so no event is lost or reordered when a
-process dies between the write and the publish.
+to JetStream (the outbox, see outbox.py), so no event is lost or reordered
+when a process dies between the write and the publish. Every change of a
+job's state goes through the state machine's table (states.py). Who holds a
+job lives in leases.py, cached exports in exports.py.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,24 +50,6 @@ def job_name(job_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True)
-class ClaimedJob:
-    """What a worker needs to run a job it has claimed."""
-
-    id: uuid.UUID
-    state: int
-    story: str
-    panel_count: int
-    style: common_pb2.StylePreferences
-    layout: int
-    reading_order: int
-    plan: common_pb2.ScenePlan | None
-    cancel_requested: bool
-    attempts: int
-    run: int
-    character_sheet: common_pb2.Image | None = None
-
-
-@dataclass(frozen=True)
 class PendingVersion:
     """A panel version waiting to be drawn."""
 
@@ -78,21 +61,13 @@ class PendingVersion:
     previous_image_key: str  # the current version's un-lettered art when kept, else its image
 
 
-@dataclass(frozen=True)
-class ExportRecord:
-    """A cached export."""
-
-    blob: common_pb2.Blob
-    page_count: int
-
-
 class JobStore:
     """SQL access for the orchestrator. Methods taking a session id only ever see that session's jobs."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    # ---- events ---------------------------------------------------------
+    # ---- events (written here, relayed by outbox.py) ---------------------
 
     async def _append_event(
         self, conn: PoolConnectionProxy, job_id: uuid.UUID, event: common_pb2.JobEvent
@@ -137,49 +112,6 @@ class JobStore:
         assert row is not None
         drawn, wanted = int(row["drawn"]), int(row["wanted"])
         return (100 * drawn) // wanted if wanted else 0
-
-    async def events_after(self, job_id: uuid.UUID, after: int) -> list[common_pb2.JobEvent]:
-        rows = await self._pool.fetch(
-            "SELECT event FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq", job_id, after
-        )
-        return [common_pb2.JobEvent.FromString(r["event"]) for r in rows]
-
-    async def jobs_with_unpublished_events(self, limit: int = 100) -> list[uuid.UUID]:
-        rows = await self._pool.fetch(
-            "SELECT id FROM jobs WHERE published_seq < last_event_seq ORDER BY update_time LIMIT $1", limit
-        )
-        return [r["id"] for r in rows]
-
-    async def relay_events(
-        self, job_id: uuid.UUID, publish: Callable[[common_pb2.JobEvent], Awaitable[None]]
-    ) -> int:
-        """Publishes the job's unpublished events in sequence order; returns how many.
-
-        An advisory lock makes one relay at a time publish a given job's events,
-        so they reach the stream in order whichever replica wrote them.
-        """
-        async with self._pool.acquire() as conn, conn.transaction():
-            key = job_id.int & 0x7FFF_FFFF_FFFF_FFFF
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key):
-                return 0
-            published = await conn.fetchval("SELECT published_seq FROM jobs WHERE id = $1", job_id)
-            if published is None:
-                return 0
-            rows = await conn.fetch(
-                "SELECT seq, event FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq",
-                job_id,
-                published,
-            )
-            if not rows:
-                return 0
-            for r in rows:
-                await publish(common_pb2.JobEvent.FromString(r["event"]))
-            await conn.execute(
-                "UPDATE jobs SET published_seq = GREATEST(published_seq, $2) WHERE id = $1",
-                job_id,
-                rows[-1]["seq"],
-            )
-            return len(rows)
 
     # ---- jobs: the public operations -------------------------------------
 
@@ -333,71 +265,6 @@ class JobStore:
             return job.panels[number - 1]
 
     # ---- jobs: the worker's side ----------------------------------------
-
-    async def lease_left(self, job_id: uuid.UUID) -> float | None:
-        """Seconds until another worker's lease on an active job runs out; None when the job has ended."""
-        row = await self._pool.fetchrow(
-            """SELECT GREATEST(0, EXTRACT(EPOCH FROM lease_expires_at - now()))::float8 AS left
-               FROM jobs WHERE id = $1 AND state = ANY($2::smallint[])""",
-            job_id,
-            list(ACTIVE_STATES),
-        )
-        return None if row is None else float(row["left"] or 0.0)
-
-    async def claim(self, job_id: uuid.UUID, owner: str, lease_seconds: float) -> ClaimedJob | None:
-        """Takes the job for this worker unless it has ended or another live worker holds it."""
-        row = await self._pool.fetchrow(
-            """UPDATE jobs SET owner = $2, lease_expires_at = now() + make_interval(secs => $3),
-                      attempts = attempts + 1
-               WHERE id = $1 AND state = ANY($4::smallint[])
-                 AND (owner IS NULL OR owner = $2 OR lease_expires_at < now())
-               RETURNING *""",
-            job_id,
-            owner,
-            lease_seconds,
-            list(ACTIVE_STATES),
-        )
-        if row is None:
-            return None
-        return ClaimedJob(
-            id=row["id"],
-            state=row["state"],
-            story=row["story"],
-            panel_count=row["panel_count"],
-            style=common_pb2.StylePreferences.FromString(row["style"]),
-            layout=row["layout"],
-            reading_order=row["reading_order"],
-            plan=common_pb2.ScenePlan.FromString(row["plan"]) if row["plan"] is not None else None,
-            cancel_requested=row["cancel_requested"],
-            attempts=row["attempts"],
-            run=row["run"],
-            character_sheet=(
-                common_pb2.Image.FromString(row["character_sheet"])
-                if row["character_sheet"] is not None
-                else None
-            ),
-        )
-
-    async def renew_lease(self, job_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
-        """Extends this worker's lease; False when another worker has taken the job meanwhile."""
-        taken = await self._pool.fetchval(
-            """WITH renewed AS (
-                   UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-                   WHERE id = $1 AND owner = $2 RETURNING id)
-               SELECT NOT EXISTS (SELECT 1 FROM renewed)
-                  AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND owner IS NOT NULL AND owner <> $2)""",
-            job_id,
-            owner,
-            lease_seconds,
-        )
-        return not taken
-
-    async def release(self, job_id: uuid.UUID, owner: str) -> None:
-        await self._pool.execute(
-            "UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = $1 AND owner = $2",
-            job_id,
-            owner,
-        )
 
     async def cancel_requested(self, job_id: uuid.UUID) -> bool:
         return bool(await self._pool.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1", job_id))
@@ -611,31 +478,7 @@ class JobStore:
             common_pb2.JobEvent(state_changed=common_pb2.JobStateChanged(state=state, reason=reason)),
         )
 
-    async def expired_leases(self, limit: int = 100) -> list[tuple[uuid.UUID, datetime]]:
-        """Active jobs still owned by a worker whose lease has run out, with when it ran out."""
-        rows = await self._pool.fetch(
-            """SELECT id, lease_expires_at FROM jobs WHERE state = ANY($1::smallint[])
-                 AND owner IS NOT NULL AND lease_expires_at < now()
-               ORDER BY lease_expires_at LIMIT $2""",
-            list(ACTIVE_STATES),
-            limit,
-        )
-        return [(r["id"], r["lease_expires_at"]) for r in rows]
-
-    async def stale_jobs(self, idle_seconds: float, limit: int = 100) -> list[uuid.UUID]:
-        """Active jobs that no live worker holds and that have not changed for a while."""
-        rows = await self._pool.fetch(
-            """SELECT id FROM jobs WHERE state = ANY($1::smallint[])
-                 AND (owner IS NULL OR lease_expires_at < now())
-                 AND update_time < now() - make_interval(secs => $2)
-               ORDER BY update_time LIMIT $3""",
-            list(ACTIVE_STATES),
-            idle_seconds,
-            limit,
-        )
-        return [r["id"] for r in rows]
-
-    # ---- exports ----------------------------------------------------------
+    # ---- what an export is made of ---------------------------------------
 
     async def export_inputs(
         self, session_id: uuid.UUID, job_id: uuid.UUID
@@ -645,31 +488,6 @@ class JobStore:
             return None
         images = [p.versions[p.current_version - 1].image for p in job.panels if p.current_version > 0]
         return job, images
-
-    async def cached_export(self, job_id: uuid.UUID, fmt: int, fingerprint: str) -> ExportRecord | None:
-        row = await self._pool.fetchrow(
-            "SELECT blob, page_count FROM job_exports WHERE job_id = $1 AND format = $2 AND fingerprint = $3",
-            job_id,
-            fmt,
-            fingerprint,
-        )
-        if row is None:
-            return None
-        return ExportRecord(common_pb2.Blob.FromString(row["blob"]), row["page_count"])
-
-    async def save_export(
-        self, job_id: uuid.UUID, fmt: int, fingerprint: str, blob: common_pb2.Blob, page_count: int
-    ) -> None:
-        await self._pool.execute(
-            """INSERT INTO job_exports (job_id, format, fingerprint, blob, page_count) VALUES ($1, $2, $3, $4, $5)
-               ON CONFLICT (job_id, format, fingerprint) DO UPDATE SET blob = EXCLUDED.blob,
-               page_count = EXCLUDED.page_count""",
-            job_id,
-            fmt,
-            fingerprint,
-            blob.SerializeToString(),
-            page_count,
-        )
 
     # ---- reading ----------------------------------------------------------
 

@@ -29,6 +29,7 @@ from opentelemetry import trace
 
 from mangakai.v1 import common_pb2
 from mangakai_orchestrator.events import EventRelay, publish_work
+from mangakai_orchestrator.leases import JobLeases
 from mangakai_orchestrator.metrics import (
     ACTIVE_JOBS,
     JOBS_FINISHED,
@@ -62,6 +63,7 @@ class JobWorker:
         js: JetStreamContext,
         subjects: Subjects,
         store: JobStore,
+        leases: JobLeases,
         runner: JobRunner,
         relay: EventRelay,
         settings: OrchestratorSettings,
@@ -70,6 +72,7 @@ class JobWorker:
         self._js = js
         self._subjects = subjects
         self._store = store
+        self._leases = leases
         self._runner = runner
         self._relay = relay
         self._settings = settings
@@ -155,8 +158,8 @@ class JobWorker:
             await message.ack()
             return
         try:
-            job = await self._store.claim(job_id, self._owner, settings.lease_seconds)
-            left = None if job is not None else await self._store.lease_left(job_id)
+            job = await self._leases.claim(job_id, self._owner, settings.lease_seconds)
+            left = None if job is not None else await self._leases.lease_left(job_id)
         except Exception:
             # PostgreSQL away: ask again soon, so the job resumes within moments of its return.
             log.warning("claiming job %s failed; it will be delivered again", job_id, exc_info=True)
@@ -225,7 +228,7 @@ class JobWorker:
 
     async def _release(self, job_id: uuid.UUID) -> None:
         try:
-            await self._store.release(job_id, self._owner)
+            await self._leases.release(job_id, self._owner)
         except Exception:
             # The lease runs out on its own within `lease_seconds`.
             log.warning("could not release the lease on job %s", job_id, exc_info=True)
@@ -240,7 +243,7 @@ class JobWorker:
             except Exception:
                 log.warning("in-progress ack for job %s failed", job_id, exc_info=True)
             try:
-                held = await self._store.renew_lease(job_id, self._owner, self._settings.lease_seconds)
+                held = await self._leases.renew_lease(job_id, self._owner, self._settings.lease_seconds)
             except Exception:
                 log.warning("renewing the lease on job %s failed", job_id, exc_info=True)
                 continue
@@ -258,11 +261,11 @@ class StaleJobSweeper:
     """
 
     def __init__(
-        self, js: JetStreamContext, subjects: Subjects, store: JobStore, settings: OrchestratorSettings
+        self, js: JetStreamContext, subjects: Subjects, leases: JobLeases, settings: OrchestratorSettings
     ) -> None:
         self._js = js
         self._subjects = subjects
-        self._store = store
+        self._leases = leases
         self._settings = settings
 
     async def run(self) -> None:
@@ -293,7 +296,7 @@ class StaleJobSweeper:
         many replicas sweep; the dead worker's own message comes back later, after the
         consumer's ack-wait, and finds the job held or ended.
         """
-        for job_id, expired in await self._store.expired_leases():
+        for job_id, expired in await self._leases.expired_leases():
             log.warning("lease on job %s ran out; queueing it again", job_id)
             await publish_work(
                 self._js, self._subjects, job_id, 0, dedupe_suffix=f":lease:{expired.timestamp():.3f}"
@@ -325,7 +328,7 @@ class StaleJobSweeper:
         WORK_OLDEST_PENDING.set(age)
 
     async def _sweep(self) -> None:
-        for job_id in await self._store.stale_jobs(self._settings.stale_job_seconds):
+        for job_id in await self._leases.stale_jobs(self._settings.stale_job_seconds):
             log.warning("queueing stale job %s again", job_id)
             await publish_work(
                 self._js, self._subjects, job_id, 0, dedupe_suffix=f":sweep:{int(time.time())}"
