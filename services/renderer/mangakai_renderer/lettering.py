@@ -597,12 +597,7 @@ def draw_balloon(
         bx0 = left + (right - left - balloon_w) // 2
     bx0 = min(max(0, bx0), image.width - balloon_w)
     by0 = min(max(0, top), image.height - balloon_h)
-    gap = max(2, layout.pad // 2)
-    while hits := [other for other in avoid if _overlap((bx0, by0, bx0 + balloon_w, by0 + balloon_h), other)]:
-        below = max(other[3] for other in hits) + gap
-        if below + balloon_h > image.height:
-            break
-        by0 = below
+    bx0, by0 = _free_place(image.size, (balloon_w, balloon_h), (bx0, by0), avoid, max(2, layout.pad // 2))
     box = (bx0, by0, bx0 + balloon_w, by0 + balloon_h)
     _draw_balloon_shape(image, box, kind, tail_to, line_width, spread)
     draw = ImageDraw.Draw(image)
@@ -612,8 +607,37 @@ def draw_balloon(
     return box
 
 
-def _overlap(first: Box, second: Box) -> bool:
-    return first[0] < second[2] and second[0] < first[2] and first[1] < second[3] and second[1] < first[3]
+def _free_place(
+    image_size: tuple[int, int],
+    size: tuple[int, int],
+    wanted: tuple[int, int],
+    avoid: Sequence[Box],
+    gap: int,
+) -> tuple[int, int]:
+    """Where a box of `size` goes: at `wanted` if it covers none of `avoid`, else the free place
+    nearest it going down the image (then across), else the place that covers the least."""
+    width, height = size
+    xs = sorted(
+        {wanted[0], *range(0, max(1, image_size[0] - width + 1), max(1, width // 3))},
+        key=lambda x: abs(x - wanted[0]),
+    )
+    ys = range(wanted[1], max(wanted[1], image_size[1] - height) + 1, max(1, gap * 4))
+    best, least = wanted, math.inf
+    for y in ys:
+        for x in xs:
+            box = (x, y, x + width, y + height)
+            covered = sum(_overlap_area(box, (a - gap, b - gap, c + gap, d + gap)) for a, b, c, d in avoid)
+            if covered == 0:
+                return x, y
+            if covered < least:
+                best, least = (x, y), covered
+    return best
+
+
+def _overlap_area(first: Box, second: Box) -> int:
+    return max(0, min(first[2], second[2]) - max(first[0], second[0])) * max(
+        0, min(first[3], second[3]) - max(first[1], second[1])
+    )
 
 
 def _draw_balloon_shape(

@@ -1902,11 +1902,14 @@ def _letter(
     scale = 1 / SUPERSAMPLE
     by_name = {figure.name: figure for figure in figures if not figure.back_view}
     back = {figure.name: figure for figure in figures if figure.back_view}
-    columns = len(lines)
+    # Side by side while each balloon keeps a readable measure (about eight ems of Latin, five
+    # of vertical columns); the rest go on below, in the same order.
+    fitting = int((width - 2 * margin) // (min_size * (5 if vertical else 8)))
+    columns = max(1, min(len(lines), fitting))
     column_width = (width - 2 * margin) / columns
     drawn: list[lettering.Box] = [caption_box] if caption_box is not None else []
     for index, line in enumerate(lines):
-        slot = (columns - 1 - index) if right_to_left else index
+        slot = (columns - 1 - index % columns) if right_to_left else index % columns
         x0 = margin + slot * column_width
         x1 = x0 + column_width
         # Each balloon a little lower than the one before: the eye goes down the reading order.

@@ -120,3 +120,14 @@ def test_balloons_follow_the_reading_order() -> None:
     assert _first_balloon_x(common_pb2.READING_ORDER_RIGHT_TO_LEFT) > 256
     assert _first_balloon_x(common_pb2.READING_ORDER_UNSPECIFIED) > 256
     assert _first_balloon_x(common_pb2.READING_ORDER_LEFT_TO_RIGHT) < 256
+
+
+def test_a_balloon_never_covers_one_drawn_before_it() -> None:
+    """No room below the first balloon: the second moves beside it, not over it."""
+    image = Image.new("RGB", (900, 420), (40, 40, 90))
+    region = (20, 20, 300, 200)
+    first = lettering.draw_balloon(image, region, LONG_LINE, "en", max_size=24, min_size=24)
+    second = lettering.draw_balloon(image, region, LONG_LINE, "en", max_size=24, min_size=24, avoid=[first])
+    assert second[3] <= image.height and second[2] <= image.width
+    apart = first[2] <= second[0] or second[2] <= first[0] or first[3] <= second[1] or second[3] <= first[1]
+    assert apart, (first, second)
