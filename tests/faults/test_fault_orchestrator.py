@@ -1,4 +1,4 @@
-"""Faults of the orchestrator: SIGKILL while its draws are in flight, SIGTERM idle and mid-job, cancel.
+"""Faults of the orchestrator: SIGKILL while its draws are in flight, and cancel (SIGTERM: test_fault_shutdown).
 
 One stack for the module, cases one after the other; each counts the image
 requests the fake Gemini received for its job (panels + one character sheet
@@ -29,9 +29,8 @@ from tests.faults.harness import (
 )
 from tests.integration.mesh_client import Session
 
-# Generous: the bounds are 10 s for a dead worker's job and the 10 s shutdown grace, on a loaded machine.
+# Generous: the bound is 10 s for a dead worker's job (8 s lease + a 2 s sweep), on a loaded machine.
 TAKEOVER_BOUND = 20.0
-IDLE_EXIT_BOUND = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -71,42 +70,6 @@ async def test_an_orchestrator_killed_while_drawing_pays_for_no_draw_twice(
     done = await session.get(job.name)
     assert [len(p.versions) for p in done.panels] == [1] * PANELS
     await assert_images_downloadable(stack, done)
-
-
-async def test_an_idle_orchestrator_stops_within_two_seconds_of_sigterm(stack: Stack) -> None:
-    orchestrator = stack.service("orchestrator")
-    started = time.monotonic()
-    code = orchestrator.stop(timeout=10)
-    took = time.monotonic() - started
-    orchestrator.restart()
-    record("orchestrator SIGTERM idle", 0, 0, took)
-    assert code == 0, f"exit code {code} (killed after the timeout?)"
-    assert took < IDLE_EXIT_BOUND, f"an idle orchestrator took {took:.1f}s to stop"
-
-
-async def test_sigterm_mid_job_hands_the_job_back_and_draws_nothing_twice(
-    stack: Stack, session: Session, gemini: CountingGemini
-) -> None:
-    since = len(gemini.images())
-    job = await session.create_job(panels=PANELS)
-    following = asyncio.create_task(follow(session, job.name))
-    await _drawing(gemini, since, 2)
-
-    orchestrator = stack.service("orchestrator")
-    stopped = time.monotonic()
-    code = await asyncio.to_thread(orchestrator.stop, 10)
-    took = time.monotonic() - stopped
-    assert code == 0, f"exit code {code}: not stopped within the grace"
-    await asyncio.to_thread(orchestrator.restart)
-    followed = await following
-
-    assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
-    requests = len(gemini.images(since))
-    recovery = followed.resumed_after(stopped)
-    record(f"orchestrator SIGTERM mid-job (stopped in {took:.1f}s)", PANELS + 1, requests, recovery)
-    assert requests == PANELS + 1
-    assert took < 10.0, f"SIGTERM took {took:.1f}s, longer than the grace"
-    await assert_images_downloadable(stack, await session.get(job.name))
 
 
 async def test_cancel_stops_every_draw_of_the_job(
