@@ -63,3 +63,26 @@ async def test_a_service_killed_mid_job_costs_no_draw_twice(
     assert requests == PANELS + 1 + lost
     assert recovery < RECOVERY_BOUND
     await assert_images_downloadable(stack, await session.get(job.name))
+
+
+async def test_a_renderer_stopped_mid_job_finishes_its_draws_first(
+    stack: Stack, session: Session, gemini: CountingGemini
+) -> None:
+    since = len(gemini.images())
+    job = await session.create_job(panels=PANELS)
+    following = asyncio.create_task(follow(session, job.name))
+    await wait_until(lambda: gemini.in_flight(since) >= 2, 60, "draws in flight")
+
+    renderer = stack.service("renderer")
+    stopped = time.monotonic()
+    code = await asyncio.to_thread(renderer.stop, 20)
+    took = time.monotonic() - stopped
+    await asyncio.to_thread(renderer.restart)
+    followed = await following
+
+    assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
+    requests = len(gemini.images(since))
+    record(f"renderer SIGTERM mid-job (stopped in {took:.1f}s)", PANELS + 1, requests)
+    assert code == 0, f"exit code {code}"
+    assert requests == PANELS + 1, "the draws in flight were stored before the renderer stopped"
+    await assert_images_downloadable(stack, await session.get(job.name))
