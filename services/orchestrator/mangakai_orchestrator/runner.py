@@ -20,7 +20,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -290,6 +290,8 @@ class JobRunner:
                 output_blob_key=panel_blob_key(job.id, pending.number, pending.version),
                 language=plan.language,
                 aspect_ratio=panel_aspect_ratio(job.layout, pending.scene.shot),
+                # The stored job keeps the enum as a plain int.
+                reading_order=cast("common_pb2.ReadingOrder.ValueType", job.reading_order),
             )
             started = time.perf_counter()
 

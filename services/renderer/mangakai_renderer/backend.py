@@ -53,6 +53,8 @@ class PanelSpec(Protocol):
     def language(self) -> str: ...
     @property
     def aspect_ratio(self) -> str: ...
+    @property
+    def reading_order(self) -> common_pb2.ReadingOrder.ValueType: ...
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class LocalBackend:
             language=spec.language,
             size=frame_size(spec.aspect_ratio, self._size),
             instruction=spec.instruction,
+            reading_order=spec.reading_order,
         )
         return Artwork(art, lettered)
 

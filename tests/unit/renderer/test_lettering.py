@@ -3,12 +3,15 @@ quotes merge, balloons in reading order, phrase-aware CJK line breaks (BudouX)."
 
 from __future__ import annotations
 
+import asyncio
+
 import budoux
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
-from mangakai.v1 import common_pb2
+from mangakai.v1 import common_pb2, renderer_pb2
 from mangakai_renderer import lettering, local_art, page_composer, story_planner
+from mangakai_renderer.backend import LocalBackend, References
 
 LONG_LINE = (
     "You are late again, and the storm is already over the harbour, so take the lamp, "
@@ -131,3 +134,40 @@ def test_a_balloon_never_covers_one_drawn_before_it() -> None:
     assert second[3] <= image.height and second[2] <= image.width
     apart = first[2] <= second[0] or second[2] <= first[0] or first[3] <= second[1] or second[3] <= first[1]
     assert apart, (first, second)
+
+
+@pytest.mark.parametrize(
+    ("reading_order", "first_on_the_right"),
+    [
+        (common_pb2.READING_ORDER_RIGHT_TO_LEFT, True),
+        (common_pb2.READING_ORDER_UNSPECIFIED, True),
+        (common_pb2.READING_ORDER_LEFT_TO_RIGHT, False),
+    ],
+)
+def test_the_local_backend_letters_in_the_jobs_reading_order(
+    reading_order: common_pb2.ReadingOrder.ValueType, first_on_the_right: bool
+) -> None:
+    """The RenderPanelRequest carries the job's reading order to the letterer."""
+    request = renderer_pb2.RenderPanelRequest(
+        scene=common_pb2.Scene(
+            number=1,
+            setting="a lighthouse at night",
+            characters=["Mara", "Tomas"],
+            shot=common_pb2.SHOT_TYPE_MEDIUM,
+            dialogue=[
+                common_pb2.DialogueLine(speaker="Mara", text="Where is the lamp?"),
+                common_pb2.DialogueLine(speaker="Tomas", text="On the top shelf."),
+            ],
+        ),
+        characters=CAST,
+        language="en",
+        reading_order=reading_order,
+    )
+    artwork = asyncio.run(LocalBackend(panel_size=512).draw(request, References()))
+    # The lettering is what differs between the two layers; its highest rows are the first balloon.
+    difference = (
+        ImageChops.difference(artwork.art, artwork.lettered).convert("L").point(lambda v: 255 if v else 0)
+    )
+    box = difference.crop((0, 0, 512, 28)).getbbox()
+    assert box is not None
+    assert ((box[0] + box[2]) / 2 > 256) == first_on_the_right

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mangakai.v1 import common_pb2 as mangakai_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amangakai/v1/renderer.proto\x12\x0bmangakai.v1\x1a\x18mangakai/v1/common.proto\"d\n\x10PlanStoryRequest\x12\r\n\x05story\x18\x01 \x01(\t\x12\x13\n\x0bpanel_count\x18\x02 \x01(\x05\x12,\n\x05style\x18\x03 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\"\xec\x02\n\x12RenderPanelRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12!\n\x05scene\x18\x02 \x01(\x0b\x32\x12.mangakai.v1.Scene\x12*\n\ncharacters\x18\x03 \x03(\x0b\x32\x16.mangakai.v1.Character\x12,\n\x05style\x18\x04 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x1b\n\x13reference_blob_keys\x18\x06 \x03(\t\x12\x17\n\x0foutput_blob_key\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x14\n\x0c\x61spect_ratio\x18\t \x01(\t\x12 \n\x18\x63haracter_sheet_blob_key\x18\n \x01(\t\x12!\n\x19previous_version_blob_key\x18\x0b \x01(\t\x12\x14\n\x0c\x66resh_output\x18\x0c \x01(\x08\"y\n\x13RenderPanelResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.mangakai.v1.Image\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05\x64rawn\x18\x03 \x01(\x08\x12\x1f\n\x03\x61rt\x18\x04 \x01(\x0b\x32\x12.mangakai.v1.Image\"\xcc\x01\n\x1bRenderCharacterSheetRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12*\n\ncharacters\x18\x02 \x03(\x0b\x32\x16.mangakai.v1.Character\x12,\n\x05style\x18\x03 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\x12\x1b\n\x13reference_blob_keys\x18\x04 \x03(\t\x12\x17\n\x0foutput_blob_key\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"a\n\x1cRenderCharacterSheetResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.mangakai.v1.Image\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05\x64rawn\x18\x03 \x01(\x08\"\xfe\x01\n\x16\x43omposeDocumentRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.mangakai.v1.ExportFormat\x12\r\n\x05title\x18\x03 \x01(\t\x12\x17\n\x0fpanel_blob_keys\x18\x04 \x03(\t\x12\'\n\x06layout\x18\x05 \x01(\x0e\x32\x17.mangakai.v1.PageLayout\x12\x30\n\rreading_order\x18\x06 \x01(\x0e\x32\x19.mangakai.v1.ReadingOrder\x12\x17\n\x0foutput_blob_key\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\"N\n\x17\x43omposeDocumentResponse\x12\x1f\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x11.mangakai.v1.Blob\x12\x12\n\npage_count\x18\x02 \x01(\x05\x32\xf2\x02\n\x0fRendererService\x12\x42\n\tPlanStory\x12\x1d.mangakai.v1.PlanStoryRequest\x1a\x16.mangakai.v1.ScenePlan\x12P\n\x0bRenderPanel\x12\x1f.mangakai.v1.RenderPanelRequest\x1a .mangakai.v1.RenderPanelResponse\x12k\n\x14RenderCharacterSheet\x12(.mangakai.v1.RenderCharacterSheetRequest\x1a).mangakai.v1.RenderCharacterSheetResponse\x12\\\n\x0f\x43omposeDocument\x12#.mangakai.v1.ComposeDocumentRequest\x1a$.mangakai.v1.ComposeDocumentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amangakai/v1/renderer.proto\x12\x0bmangakai.v1\x1a\x18mangakai/v1/common.proto\"d\n\x10PlanStoryRequest\x12\r\n\x05story\x18\x01 \x01(\t\x12\x13\n\x0bpanel_count\x18\x02 \x01(\x05\x12,\n\x05style\x18\x03 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\"\x9e\x03\n\x12RenderPanelRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12!\n\x05scene\x18\x02 \x01(\x0b\x32\x12.mangakai.v1.Scene\x12*\n\ncharacters\x18\x03 \x03(\x0b\x32\x16.mangakai.v1.Character\x12,\n\x05style\x18\x04 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\x1b\n\x13reference_blob_keys\x18\x06 \x03(\t\x12\x17\n\x0foutput_blob_key\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\x12\x14\n\x0c\x61spect_ratio\x18\t \x01(\t\x12 \n\x18\x63haracter_sheet_blob_key\x18\n \x01(\t\x12!\n\x19previous_version_blob_key\x18\x0b \x01(\t\x12\x14\n\x0c\x66resh_output\x18\x0c \x01(\x08\x12\x30\n\rreading_order\x18\r \x01(\x0e\x32\x19.mangakai.v1.ReadingOrder\"y\n\x13RenderPanelResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.mangakai.v1.Image\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05\x64rawn\x18\x03 \x01(\x08\x12\x1f\n\x03\x61rt\x18\x04 \x01(\x0b\x32\x12.mangakai.v1.Image\"\xcc\x01\n\x1bRenderCharacterSheetRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12*\n\ncharacters\x18\x02 \x03(\x0b\x32\x16.mangakai.v1.Character\x12,\n\x05style\x18\x03 \x01(\x0b\x32\x1d.mangakai.v1.StylePreferences\x12\x1b\n\x13reference_blob_keys\x18\x04 \x03(\t\x12\x17\n\x0foutput_blob_key\x18\x05 \x01(\t\x12\x10\n\x08language\x18\x06 \x01(\t\"a\n\x1cRenderCharacterSheetResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.mangakai.v1.Image\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\r\n\x05\x64rawn\x18\x03 \x01(\x08\"\xfe\x01\n\x16\x43omposeDocumentRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.mangakai.v1.ExportFormat\x12\r\n\x05title\x18\x03 \x01(\t\x12\x17\n\x0fpanel_blob_keys\x18\x04 \x03(\t\x12\'\n\x06layout\x18\x05 \x01(\x0e\x32\x17.mangakai.v1.PageLayout\x12\x30\n\rreading_order\x18\x06 \x01(\x0e\x32\x19.mangakai.v1.ReadingOrder\x12\x17\n\x0foutput_blob_key\x18\x07 \x01(\t\x12\x10\n\x08language\x18\x08 \x01(\t\"N\n\x17\x43omposeDocumentResponse\x12\x1f\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x11.mangakai.v1.Blob\x12\x12\n\npage_count\x18\x02 \x01(\x05\x32\xf2\x02\n\x0fRendererService\x12\x42\n\tPlanStory\x12\x1d.mangakai.v1.PlanStoryRequest\x1a\x16.mangakai.v1.ScenePlan\x12P\n\x0bRenderPanel\x12\x1f.mangakai.v1.RenderPanelRequest\x1a .mangakai.v1.RenderPanelResponse\x12k\n\x14RenderCharacterSheet\x12(.mangakai.v1.RenderCharacterSheetRequest\x1a).mangakai.v1.RenderCharacterSheetResponse\x12\\\n\x0f\x43omposeDocument\x12#.mangakai.v1.ComposeDocumentRequest\x1a$.mangakai.v1.ComposeDocumentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PLANSTORYREQUEST']._serialized_start=69
   _globals['_PLANSTORYREQUEST']._serialized_end=169
   _globals['_RENDERPANELREQUEST']._serialized_start=172
-  _globals['_RENDERPANELREQUEST']._serialized_end=536
-  _globals['_RENDERPANELRESPONSE']._serialized_start=538
-  _globals['_RENDERPANELRESPONSE']._serialized_end=659
-  _globals['_RENDERCHARACTERSHEETREQUEST']._serialized_start=662
-  _globals['_RENDERCHARACTERSHEETREQUEST']._serialized_end=866
-  _globals['_RENDERCHARACTERSHEETRESPONSE']._serialized_start=868
-  _globals['_RENDERCHARACTERSHEETRESPONSE']._serialized_end=965
-  _globals['_COMPOSEDOCUMENTREQUEST']._serialized_start=968
-  _globals['_COMPOSEDOCUMENTREQUEST']._serialized_end=1222
-  _globals['_COMPOSEDOCUMENTRESPONSE']._serialized_start=1224
-  _globals['_COMPOSEDOCUMENTRESPONSE']._serialized_end=1302
-  _globals['_RENDERERSERVICE']._serialized_start=1305
-  _globals['_RENDERERSERVICE']._serialized_end=1675
+  _globals['_RENDERPANELREQUEST']._serialized_end=586
+  _globals['_RENDERPANELRESPONSE']._serialized_start=588
+  _globals['_RENDERPANELRESPONSE']._serialized_end=709
+  _globals['_RENDERCHARACTERSHEETREQUEST']._serialized_start=712
+  _globals['_RENDERCHARACTERSHEETREQUEST']._serialized_end=916
+  _globals['_RENDERCHARACTERSHEETRESPONSE']._serialized_start=918
+  _globals['_RENDERCHARACTERSHEETRESPONSE']._serialized_end=1015
+  _globals['_COMPOSEDOCUMENTREQUEST']._serialized_start=1018
+  _globals['_COMPOSEDOCUMENTREQUEST']._serialized_end=1272
+  _globals['_COMPOSEDOCUMENTRESPONSE']._serialized_start=1274
+  _globals['_COMPOSEDOCUMENTRESPONSE']._serialized_end=1352
+  _globals['_RENDERERSERVICE']._serialized_start=1355
+  _globals['_RENDERERSERVICE']._serialized_end=1725
 # @@protoc_insertion_point(module_scope)

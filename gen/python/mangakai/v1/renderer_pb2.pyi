@@ -69,6 +69,7 @@ class RenderPanelRequest(_message.Message):
     CHARACTER_SHEET_BLOB_KEY_FIELD_NUMBER: _builtins.int
     PREVIOUS_VERSION_BLOB_KEY_FIELD_NUMBER: _builtins.int
     FRESH_OUTPUT_FIELD_NUMBER: _builtins.int
+    READING_ORDER_FIELD_NUMBER: _builtins.int
     job: _builtins.str
     """Required. The job's name, "jobs/{job_id}" (for logs and traces)."""
     instruction: _builtins.str
@@ -94,6 +95,11 @@ class RenderPanelRequest(_message.Message):
     """Optional. True when the caller knows that nothing can have been written to
     `output_blob_key` yet (its first request for that key); the renderer then
     skips looking for an existing blob. Leave false whenever in doubt.
+    """
+    reading_order: _common_pb2.ReadingOrder.ValueType
+    """Optional. The order the job's pages are read in: the balloons inside the
+    panel are placed in it (right to left: the first line top-right).
+    UNSPECIFIED is RIGHT_TO_LEFT (manga order).
     """
     @_builtins.property
     def scene(self) -> _common_pb2.Scene:
@@ -126,10 +132,11 @@ class RenderPanelRequest(_message.Message):
         character_sheet_blob_key: _builtins.str = ...,
         previous_version_blob_key: _builtins.str = ...,
         fresh_output: _builtins.bool = ...,
+        reading_order: _common_pb2.ReadingOrder.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scene", b"scene", "style", b"style"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratio", b"aspect_ratio", "character_sheet_blob_key", b"character_sheet_blob_key", "characters", b"characters", "fresh_output", b"fresh_output", "instruction", b"instruction", "job", b"job", "language", b"language", "output_blob_key", b"output_blob_key", "previous_version_blob_key", b"previous_version_blob_key", "reference_blob_keys", b"reference_blob_keys", "scene", b"scene", "style", b"style"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratio", b"aspect_ratio", "character_sheet_blob_key", b"character_sheet_blob_key", "characters", b"characters", "fresh_output", b"fresh_output", "instruction", b"instruction", "job", b"job", "language", b"language", "output_blob_key", b"output_blob_key", "previous_version_blob_key", b"previous_version_blob_key", "reading_order", b"reading_order", "reference_blob_keys", b"reference_blob_keys", "scene", b"scene", "style", b"style"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
