@@ -41,6 +41,7 @@ class _Feed:
         self.watchers = 0
         self.subscription: object | None = None
         self.closer: asyncio.TimerHandle | None = None
+        self.filling: asyncio.Task[None] | None = None
 
     @property
     def last(self) -> int:
@@ -56,6 +57,22 @@ class _Feed:
         if added:
             self.changed.set()
             self.changed = asyncio.Event()
+
+    def fill(self, fill_gap: FillGap) -> None:
+        """Looks in the job store for events missed on the way, in the background and one look at
+        a time: a slow store must not hold back the live events that arrive meanwhile."""
+        if self.filling is not None and not self.filling.done():
+            return
+
+        async def look() -> None:
+            try:
+                await self.add(await fill_gap(self.job_id, self.last))
+            except Exception:
+                log.warning(
+                    "filling the events of job %s failed; trying again later", self.job_id, exc_info=True
+                )
+
+        self.filling = asyncio.get_running_loop().create_task(look())
 
 
 class JobEventHub:
@@ -110,6 +127,8 @@ class JobEventHub:
             if feed.watchers == 0 and self._feeds.get(feed.job_id) is feed:
                 del self._feeds[feed.job_id]
                 self._opening.pop(feed.job_id, None)
+                if feed.filling is not None:
+                    feed.filling.cancel()
                 if feed.subscription is not None:
                     task = loop.create_task(feed.subscription.unsubscribe())  # type: ignore[attr-defined]
                     self._closing.add(task)
@@ -141,7 +160,7 @@ class JobEventHub:
                     self._refuse_if_draining()
                     if feed.last <= position:
                         # Nothing arrived for a while: make sure nothing was missed on the way.
-                        await feed.add(await fill_gap(job_id, feed.last))
+                        feed.fill(fill_gap)
                         continue
                 # The feed starts at sequence 1, so event n sits at index n - 1.
                 for event in feed.events[position:]:
