@@ -86,14 +86,23 @@ async def main() -> None:
     if nc is not None:
         await _cancel_draws_of_cancelled_jobs(nc, Subjects(settings.nats_namespace), servicer.draws)
 
+    loop = asyncio.get_running_loop()
+    drain_deadline = loop.time() + 86_400.0
+
+    async def draining() -> None:
+        nonlocal drain_deadline
+        drain_deadline = loop.time() + settings.shutdown_grace_seconds
+
     async def close() -> None:
-        # The gRPC server has drained (its grace is over): draws nobody waits for get one more
-        # grace to store their images, then the clients they use close.
-        await servicer.draws.close(settings.shutdown_grace_seconds)
+        # The gRPC server has drained. Draws nobody waits for any more (their callers left) may
+        # store their images until the grace runs out; then they are cancelled and the clients
+        # they use close.
+        await servicer.draws.close(max(0.0, drain_deadline - loop.time()))
         await blobs.close()
         if nc is not None:
             await nc.close()
 
+    service.on_drain.append(draining)
     service.on_shutdown.append(close)
     await service.serve(
         [(renderer_pb2_grpc.add_RendererServiceServicer_to_server, servicer, "mangakai.v1.RendererService")]
