@@ -12,6 +12,7 @@ lettering, so no balloon or caption is cut.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,107 +121,149 @@ def page_frames(
     if layout == common_pb2.PAGE_LAYOUT_SINGLE:
         margin = width * 0.06
         box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, 0, width)
-        return [_justified([[index]], aspects, box) for index in range(len(panels))]
+        return [_justified([[(index,)]], aspects, box) for index in range(len(panels))]
     margin = width * 0.05
     box = _Box(margin, margin, width - 2 * margin, height - 2 * margin, width * 0.018, width)
-    return [
-        _justified(_best_rows(group, aspects, wide, box), aspects, box)
-        for group in _classic_groups(len(panels))
-    ]
+    pages = _classic_pages(len(panels), aspects, wide, box)
+    return [_justified(rows, aspects, box) for rows in pages]
 
 
-def _classic_groups(count: int) -> list[list[int]]:
-    """Panel indexes per page: as few pages of at most six as possible, evenly filled."""
+# A cell of a row: one panel, or two stacked one above the other (read top to bottom).
+Cell = tuple[int, ...]
+Row = list[Cell]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A way to lay out one page, and how well it does."""
+
+    rows: list[Row]
+    legible: bool  # every frame's shorter edge at least MIN_FRAME_EDGE of the page's width
+    coverage: float  # share of the box covered by frames
+
+    @property
+    def score(self) -> float:
+        return self.coverage + (1.0 if self.legible else 0.0)
+
+
+def _classic_pages(count: int, aspects: Sequence[float], wide: Sequence[bool], box: _Box) -> list[list[Row]]:
+    """The rows of each page: as few pages of at most six panels as possible, each page nearly
+    as full as the others, split where the pages fill best."""
     pages = math.ceil(count / CLASSIC_PANELS_PER_PAGE)
-    groups: list[list[int]] = []
+    even = count / pages
+    sizes = range(max(1, math.floor(even) - 1), min(CLASSIC_PANELS_PER_PAGE, math.ceil(even) + 1) + 1)
+
+    @functools.cache
+    def best_page(start: int, size: int) -> _Candidate:
+        return _best_page(list(range(start, start + size)), aspects, wide, box)
+
+    @functools.cache
+    def best(start: int, pages_left: int) -> tuple[float, tuple[int, ...]]:
+        """(score, page sizes) of the best split of panels from `start` into `pages_left` pages."""
+        remaining = count - start
+        if pages_left == 0:
+            return (0.0, ()) if remaining == 0 else (-math.inf, ())
+        options = [
+            (best_page(start, size).score + rest[0], (size, *rest[1]))
+            for size in sizes
+            if size <= remaining
+            for rest in [best(start + size, pages_left - 1)]
+        ]
+        return max(options, default=(-math.inf, ()))
+
+    _, split = best(0, pages)
+    result: list[list[Row]] = []
     start = 0
-    for page in range(pages):
-        size = count // pages + (1 if page < count % pages else 0)
-        groups.append(list(range(start, start + size)))
+    for size in split:
+        result.append(best_page(start, size).rows)
         start += size
-    return groups
-
-
-def _partitions(indexes: list[int]) -> list[list[list[int]]]:
-    """Every way to cut `indexes` into consecutive rows of one to MAX_PANELS_PER_ROW panels."""
-    if not indexes:
-        return [[]]
-    result: list[list[list[int]]] = []
-    for size in range(1, min(MAX_PANELS_PER_ROW, len(indexes)) + 1):
-        for rest in _partitions(indexes[size:]):
-            result.append([indexes[:size], *rest])
     return result
 
 
-def _best_rows(
-    indexes: list[int], aspects: Sequence[float], wide: Sequence[bool], box: _Box
-) -> list[list[int]]:
-    """The rows that fill the page best: the largest share of `box` covered by frames."""
-    candidates = [
-        rows
-        for rows in _partitions(indexes)
-        if all(len(row) == 1 or not any(wide[index] for index in row) for row in rows)
-    ]
-    # Frames large enough for legible lettering first, then the fullest page; fewer rows among
-    # equals, so a page does not become a column of strips.
-    return max(
-        candidates,
-        key=lambda rows: (
-            _smallest_edge(rows, aspects, box) >= MIN_FRAME_EDGE * box.page_width,
-            round(_coverage(rows, aspects, box), 3),
-            -len(rows),
-        ),
-    )
+def _cells(indexes: list[int]) -> list[list[Cell]]:
+    """Every way to cut `indexes` into consecutive cells of one panel or two stacked."""
+    if not indexes:
+        return [[]]
+    result: list[list[Cell]] = []
+    for size in (1, 2):
+        if size <= len(indexes):
+            result.extend([tuple(indexes[:size]), *rest] for rest in _cells(indexes[size:]))
+    return result
 
 
-def _smallest_edge(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> float:
-    """The shorter edge of the smallest frame of `rows`, in pixels."""
-    stretch, scale = _fit(rows, aspects, box)
-    return min(
-        min(row_height * stretch * scale, aspects[index] * row_height * scale)
-        for row, row_height in zip(rows, _row_heights(rows, aspects, box), strict=True)
-        for index in row
-    )
+def _rows(cells: list[Cell]) -> list[list[Row]]:
+    """Every way to cut `cells` into consecutive rows of one to MAX_PANELS_PER_ROW cells."""
+    if not cells:
+        return [[]]
+    result: list[list[Row]] = []
+    for size in range(1, min(MAX_PANELS_PER_ROW, len(cells)) + 1):
+        result.extend([cells[:size], *rest] for rest in _rows(cells[size:]))
+    return result
 
 
-def _row_heights(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> list[float]:
-    """The height at which each row's frames, at their panels' shapes, span the box's width."""
-    return [(box.width - box.gutter * (len(row) - 1)) / sum(aspects[index] for index in row) for row in rows]
+def _best_page(indexes: list[int], aspects: Sequence[float], wide: Sequence[bool], box: _Box) -> _Candidate:
+    """The layout of one page that keeps its frames legible and fills the page best; among
+    equals, fewer rows and fewer stacked cells."""
+    candidates: list[tuple[tuple[bool, float, int, int], _Candidate]] = []
+    for cells in _cells(indexes):
+        if any(len(cell) > 1 and any(wide[index] for index in cell) for cell in cells):
+            continue
+        for rows in _rows(cells):
+            # A wide or establishing shot of the plan takes a row to itself.
+            if any(len(row) > 1 and any(wide[index] for cell in row for index in cell) for row in rows):
+                continue
+            frames = _justified(rows, aspects, box)
+            legible = (
+                min(min(frame.width, frame.height) for frame in frames) >= MIN_FRAME_EDGE * box.page_width
+            )
+            coverage = sum(frame.width * frame.height for frame in frames) / (box.width * box.height)
+            candidate = _Candidate(rows, legible, coverage)
+            candidates.append(
+                ((legible, round(coverage, 2), -len(rows), -len(indexes) + len(cells)), candidate)
+            )
+    return max(candidates, key=lambda pair: pair[0])[1]
 
 
-def _fit(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> tuple[float, float]:
-    """(stretch, scale): rows are `stretch` times their natural height (within MAX_CROP) and,
-    when they are still too tall for the box, every frame is scaled by `scale` < 1."""
-    natural = _row_heights(rows, aspects, box)
+def _cell_width(cell: Cell, aspects: Sequence[float], height: float, gutter: float) -> float:
+    """The width at which a cell's panels, at their own shapes, are `height` tall together."""
+    if len(cell) == 1:
+        return aspects[cell[0]] * height
+    return max(1.0, height - gutter * (len(cell) - 1)) / sum(1 / aspects[index] for index in cell)
+
+
+def _natural_height(row: Row, aspects: Sequence[float], box: _Box) -> float:
+    """The height at which a row's cells, at their panels' shapes, span the box's width."""
+    singles = sum(aspects[cell[0]] for cell in row if len(cell) == 1)
+    stacks = [1 / sum(1 / aspects[index] for index in cell) for cell in row if len(cell) > 1]
+    # width(h) = h * singles + (h - gutter) * sum(stacks) + gutter * (cells - 1), solved for width(h) = box.width
+    return (box.width - box.gutter * (len(row) - 1) + box.gutter * sum(stacks)) / (singles + sum(stacks))
+
+
+def _justified(rows: list[Row], aspects: Sequence[float], box: _Box) -> list[Frame]:
+    """Frames for `rows`: each row spans the box's width at its panels' shapes, all rows made
+    taller or shorter together (within MAX_CROP) to fill the box's height; rows still too tall
+    are scaled down and centred. The rows are centred vertically in the box."""
+    natural = [_natural_height(row, aspects, box) for row in rows]
     gaps = box.gutter * (len(rows) - 1)
     wanted = (box.height - gaps) / sum(natural)
     stretch = min(max(wanted, 1 - MAX_CROP), 1 / (1 - MAX_CROP))
     scale = min(1.0, (box.height - gaps) / (sum(natural) * stretch))
-    return stretch, scale
-
-
-def _coverage(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> float:
-    natural = _row_heights(rows, aspects, box)
-    stretch, scale = _fit(rows, aspects, box)
-    used_height = sum(natural) * stretch * scale + box.gutter * (len(rows) - 1)
-    return min(1.0, used_height / box.height) * scale
-
-
-def _justified(rows: list[list[int]], aspects: Sequence[float], box: _Box) -> list[Frame]:
-    """Frames for `rows`, each row spanning the box's width (or centred when scaled down), the
-    rows centred vertically in the box."""
-    natural = _row_heights(rows, aspects, box)
-    stretch, scale = _fit(rows, aspects, box)
-    used_height = sum(natural) * stretch * scale + box.gutter * (len(rows) - 1)
-    top = box.top + (box.height - used_height) / 2
+    top = box.top + (box.height - sum(natural) * stretch * scale - gaps) / 2
     frames: list[Frame] = []
     for row, row_height in zip(rows, natural, strict=True):
-        frame_height = row_height * stretch * scale
-        widths = [aspects[index] * row_height * scale for index in row]
+        drawn = row_height * scale  # the height the panels' shapes are laid out at
+        frame_height = drawn * stretch
+        widths = [_cell_width(cell, aspects, drawn, box.gutter) for cell in row]
         left = box.left + (box.width - sum(widths) - box.gutter * (len(row) - 1)) / 2
-        for index, frame_width in zip(row, widths, strict=True):
-            frames.append(_frame(index, left, top, frame_width, frame_height))
-            left += frame_width + box.gutter
+        for cell, cell_width in zip(row, widths, strict=True):
+            shares = [1 / aspects[index] for index in cell]
+            inner = frame_height - box.gutter * (len(cell) - 1)
+            cell_top = top
+            for index, share in zip(cell, shares, strict=True):
+                height = inner * share / sum(shares)
+                frames.append(_frame(index, left, cell_top, cell_width, height))
+                cell_top += height + box.gutter
+            left += cell_width + box.gutter
         top += frame_height + box.gutter
     return frames
 
@@ -229,16 +272,12 @@ def _four_koma_frames(indexes: list[int], aspects: Sequence[float], box: _Box) -
     """One column of four frames of equal height, sized for a full page of panels of the
     first one's shape, so a short last page has the same strips as the others."""
     strip = [aspects[indexes[0]]] * FOUR_KOMA_PANELS_PER_PAGE
-    rows = [[slot] for slot in range(FOUR_KOMA_PANELS_PER_PAGE)]
-    stretch, scale = _fit(rows, strip, box)
-    natural = box.width / strip[0]
-    frame_height = natural * stretch * scale
-    top = box.top + (box.height - frame_height * len(rows) - box.gutter * (len(rows) - 1)) / 2
+    full = _justified([[(slot,)] for slot in range(FOUR_KOMA_PANELS_PER_PAGE)], strip, box)
     frames: list[Frame] = []
-    for index in indexes:
-        frame_width = min(box.width, aspects[index] * natural * scale)
-        frames.append(_frame(index, box.left + (box.width - frame_width) / 2, top, frame_width, frame_height))
-        top += frame_height + box.gutter
+    for index, slot in zip(indexes, full[: len(indexes)], strict=True):
+        # Each frame keeps its own panel's shape at the strip's height (within the box).
+        width = min(round(box.width), round(slot.width * aspects[index] / strip[0]))
+        frames.append(Frame(index, round(box.left + (box.width - width) / 2), slot.top, width, slot.height))
     return frames
 
 

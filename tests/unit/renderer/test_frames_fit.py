@@ -93,21 +93,30 @@ def test_every_frame_is_covered_by_its_own_panel(
         (common_pb2.PAGE_LAYOUT_CLASSIC, SHAPES["classic mix"]),
         (common_pb2.PAGE_LAYOUT_CLASSIC, SHAPES["squares"]),
         (common_pb2.PAGE_LAYOUT_CLASSIC, SHAPES["squares"][:4]),
+        (common_pb2.PAGE_LAYOUT_CLASSIC, [WIDE, SQUARE, TALL, SQUARE, WIDE, TALL, SQUARE, WIDE]),
         (common_pb2.PAGE_LAYOUT_FOUR_KOMA, SHAPES["four-koma strips"]),
         (common_pb2.PAGE_LAYOUT_SINGLE, SHAPES["single portrait"]),
     ],
-    ids=["classic six", "classic squares", "classic four squares", "four-koma", "single"],
+    ids=[
+        "classic six",
+        "classic squares",
+        "classic four squares",
+        "classic eight",
+        "four-koma",
+        "single",
+    ],
 )
 def test_frames_fill_the_page(layout: common_pb2.PageLayout.ValueType, shapes: list[tuple[int, int]]) -> None:
-    """Frames of the shapes the orchestrator draws cover at least 80 % of the page inside its
-    margins: the single layout no longer leaves a third of the page empty."""
-    (frames,) = page_frames(_panels(shapes), None, layout, PAGE)
-    left = min(frame.left for frame in frames)
-    margin = PAGE[0] * 0.08 if layout == common_pb2.PAGE_LAYOUT_FOUR_KOMA else min(left, PAGE[0] * 0.06)
-    usable = (PAGE[0] - 2 * margin) * (PAGE[1] - 2 * margin)
-    covered = sum(frame.width * frame.height for frame in frames)
-    assert covered / usable >= 0.8, f"frames cover {covered / usable:.0%} of the page"
-    assert all(frame.left >= 0 and frame.left + frame.width <= PAGE[0] for frame in frames)
-    assert all(frame.top >= 0 and frame.top + frame.height <= PAGE[1] for frame in frames)
-    # And every frame is large enough for dialogue lettered at 7 pt (see lettering).
-    assert min(min(frame.width, frame.height) for frame in frames) >= MIN_FRAME_EDGE * PAGE[0] - 1
+    """Frames of the shapes the orchestrator draws cover at least 80 % of each page inside its
+    margins: the single layout no longer leaves a third of the page empty, and classic pages
+    stack two panels beside a taller one where rows alone would leave the page half empty."""
+    for frames in page_frames(_panels(shapes), None, layout, PAGE):
+        left = min(frame.left for frame in frames)
+        margin = PAGE[0] * 0.08 if layout == common_pb2.PAGE_LAYOUT_FOUR_KOMA else min(left, PAGE[0] * 0.06)
+        usable = (PAGE[0] - 2 * margin) * (PAGE[1] - 2 * margin)
+        covered = sum(frame.width * frame.height for frame in frames)
+        assert covered / usable >= 0.8, f"frames cover {covered / usable:.0%} of the page"
+        assert all(frame.left >= 0 and frame.left + frame.width <= PAGE[0] for frame in frames)
+        assert all(frame.top >= 0 and frame.top + frame.height <= PAGE[1] for frame in frames)
+        # And every frame is large enough for dialogue lettered at 7 pt (see lettering).
+        assert min(min(frame.width, frame.height) for frame in frames) >= MIN_FRAME_EDGE * PAGE[0] - 1
