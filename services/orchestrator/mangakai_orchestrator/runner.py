@@ -83,7 +83,7 @@ def panel_aspect_ratio(layout: int, shot: int) -> str:
     return "1:1"
 
 
-def _retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float | None:
+def retry_delay(error: grpc.aio.AioRpcError, attempt: int) -> float | None:
     """How long to wait before trying a failed renderer call again; None: do not.
 
     The callee owns its retries (the renderer retries Gemini itself) and says what
@@ -210,13 +210,13 @@ class JobRunner:
         self._relay.kick(job_id)
 
     async def _with_retries(self, call: Callable[[int], Awaitable[T]]) -> T:
-        """`call(attempt)`, tried again when the renderer says so (see `_retry_delay`), at most
+        """`call(attempt)`, tried again when the renderer says so (see `retry_delay`), at most
         `render_attempts` times; the last error is raised."""
         for attempt in range(self._settings.render_attempts - 1):
             try:
                 return await call(attempt)
             except grpc.aio.AioRpcError as exc:
-                delay = _retry_delay(exc, attempt)
+                delay = retry_delay(exc, attempt)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
