@@ -21,6 +21,10 @@ ARG SERVICE
 
 FROM ${BASE_IMAGE} AS build
 ARG SERVICE
+# Optional: the certificate authorities pip trusts, for a build behind a proxy that inspects
+# TLS (make images mounts the host's trust store and names it here). An ARG of the build
+# stage, so that it never reaches the image.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1

@@ -98,6 +98,14 @@ check-proto: install
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## The four services' images (mangakai/<service>:dev) from the root Dockerfile, with podman (no
+## Docker daemon; installed when missing) in the project's own storage under .images/. The base
+## is made from Debian's packages unless BASE_IMAGE names one (e.g. the official Python image);
+## an image whose inputs have not changed is not built again. TAG=... tags them otherwise.
+.PHONY: images
+images: web
+	./scripts/build-images.sh
+
 ## Refuse a Kubernetes overlay that still holds placeholder values: make deploy-check OVERLAY=prod-tokyo
 .PHONY: deploy-check
 deploy-check: install
@@ -106,4 +114,4 @@ deploy-check: install
 
 clean:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m mangakai_devstack down --purge --dir $(STACK_DIR); fi
-	rm -rf $(VENV) $(STACK_DIR) out *.egg-info */*.egg-info */*/*.egg-info web/node_modules web/dist web/src/gen
+	rm -rf $(VENV) $(STACK_DIR) .images out *.egg-info */*.egg-info */*/*.egg-info web/node_modules web/dist web/src/gen

@@ -4,7 +4,9 @@ A service is `python -m <module>` with settings in its environment. Once it
 serves it writes its bound ports as JSON to the path in READY_FILE (see
 `mangakai_runtime.server.ServiceMain`), e.g. {"pid": 123, "grpc_port": 50051,
 "metrics_port": 9100, "http_port": 8080}; `ServiceProcess` waits for that file
-and then for a SERVING answer from the standard gRPC health service.
+and then for a SERVING answer from the standard gRPC health service. With a
+`ContainerLauncher` the service runs as a container of its image instead
+(see containers.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -22,6 +24,7 @@ from typing import Self
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mangakai_devstack.containers import ContainerLauncher
 from mangakai_devstack.processes import POLL_SECONDS, kill_child, log_tail, stop_child
 
 HOST = "127.0.0.1"
@@ -50,6 +53,9 @@ class ServiceProcess:
 
     `env` is added to the inherited environment (READY_FILE is set from
     `ready_file`). Output goes to `log_path`, appended across restarts.
+    With a `launcher` the service is a container of its image instead, given
+    `env` only (not this process's environment); `writable` names the host
+    directories it writes besides its ready file's.
     """
 
     def __init__(
@@ -63,6 +69,8 @@ class ServiceProcess:
         detach: bool = False,
         sticky_ports: Mapping[str, str] = DEFAULT_STICKY_PORTS,
         host: str = HOST,
+        launcher: ContainerLauncher | None = None,
+        writable: Sequence[Path] = (),
     ) -> None:
         self.name = name
         self.host = host
@@ -72,6 +80,9 @@ class ServiceProcess:
         self.ready_file = Path(ready_file).absolute()
         self.detach = detach
         self.sticky_ports = dict(sticky_ports)
+        self.launcher = launcher
+        self.writable = [Path(path).absolute() for path in writable]
+        self._container: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._ports: dict[str, int] | None = None
 
@@ -95,6 +106,11 @@ class ServiceProcess:
         return self._proc.pid if self._proc is not None else None
 
     @property
+    def container(self) -> str | None:
+        """The name of the service's container while one runs (with a launcher)."""
+        return self._container
+
+    @property
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None
 
@@ -116,11 +132,20 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # A ready file from an earlier run would be taken for this one's.
         self.ready_file.unlink(missing_ok=True)
-        env = {**os.environ, **self.env, "READY_FILE": str(self.ready_file), "PYTHONUNBUFFERED": "1"}
+        env = {**self.env, "READY_FILE": str(self.ready_file), "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", self.module]
+        if self.launcher is not None:
+            for path in self.writable:
+                path.mkdir(parents=True, exist_ok=True)
+            self._container = self.launcher.container_name(self.name)
+            argv = self.launcher.command(
+                self.name, self._container, env, [self.ready_file.parent, *self.writable]
+            )
+            env = {}
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
-                env=env,
+                argv,
+                env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -129,8 +154,7 @@ class ServiceProcess:
         try:
             self._ports = self._wait_ready(self._proc, time.monotonic() + timeout)
         except BaseException:
-            kill_child(self._proc)
-            self._proc = None
+            self.kill()
             self._ports = None
             raise
         return dict(self._ports)
@@ -141,6 +165,7 @@ class ServiceProcess:
             return None
         code = stop_child(self._proc, timeout)
         self._proc = None
+        self._remove_container()  # left behind when `podman run` had to be killed
         return code
 
     def kill(self) -> None:
@@ -148,6 +173,12 @@ class ServiceProcess:
         if self._proc is not None:
             kill_child(self._proc)
             self._proc = None
+        self._remove_container()
+
+    def _remove_container(self) -> None:
+        if self.launcher is not None and self._container is not None:
+            self.launcher.remove(self._container)
+            self._container = None
 
     def restart(self, timeout: float = 30.0) -> dict[str, int]:
         """Stops the process if it runs and starts it again with the same environment and the same sticky ports."""
@@ -181,7 +212,8 @@ class ServiceProcess:
             data = json.loads(self.ready_file.read_text())
         except (OSError, ValueError):
             return None  # not written yet (it is replaced atomically, so never half-written)
-        if not isinstance(data, dict) or data.get("pid") != pid:
+        # A container's service has a pid of its own namespace (the stale file was removed at start).
+        if not isinstance(data, dict) or (self.launcher is None and data.get("pid") != pid):
             return None
         return {key: value for key, value in data.items() if key != "pid" and isinstance(value, int)}
 

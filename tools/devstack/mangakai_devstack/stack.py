@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from mangakai_devstack.containers import ContainerLauncher
 from mangakai_devstack.dns import StackDns, replica_host
 from mangakai_devstack.nats import NatsCluster, NatsServer
 from mangakai_devstack.postgres import DEFAULT_DATABASE, PostgresServer
@@ -67,7 +68,8 @@ class Stack:
     every process in a session of its own so that it outlives this process.
     `replicas` is the number of processes per service (one number for all, or
     per service name); `nats_nodes` > 1 starts a JetStream cluster of that
-    many nodes when the stack owns its NATS.
+    many nodes when the stack owns its NATS. With a `launcher` every service
+    runs as a container of its image (containers.py) rather than as a process.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Stack:
         service_timeout: float = 60.0,
         replicas: int | Mapping[str, int] = 1,
         nats_nodes: int = 1,
+        launcher: ContainerLauncher | None = None,
     ) -> None:
         counts = {name: replicas for name in SERVICE_ORDER} if isinstance(replicas, int) else replicas
         unknown = set(overrides or {}) | set(modules or {}) | set(counts)
@@ -97,6 +100,7 @@ class Stack:
         self.database = database
         self.detach = detach
         self.service_timeout = service_timeout
+        self.launcher = launcher
         self._overrides = {name: dict(env) for name, env in (overrides or {}).items()}
         self._modules = {**SERVICE_MODULES, **(modules or {})}
         bad = {name: n for name, n in counts.items() if not 1 <= n <= 200}
@@ -225,6 +229,8 @@ class Stack:
             detach=self.detach,
             sticky_ports=STICKY_PORTS.get(name, DEFAULT_STICKY_PORTS),
             host=replica_host(index),
+            launcher=self.launcher,
+            writable=[self.base_dir / "blobs"] if name == "storage" else [],
         )
         replicas.append(service)
         service.start(self.service_timeout)
