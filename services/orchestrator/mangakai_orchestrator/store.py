@@ -103,11 +103,13 @@ class JobStore:
         how far it got rather than 100; before the plan there is nothing to count.
         """
         row = await conn.fetchrow(
-            """SELECT count(*) FILTER (WHERE latest.state = 3) AS drawn,
-                      count(*) FILTER (WHERE latest.state <> 4) AS wanted
+            """SELECT count(*) FILTER (WHERE latest.state = $2) AS drawn,
+                      count(*) FILTER (WHERE latest.state <> $3) AS wanted
                FROM (SELECT DISTINCT ON (number) state FROM panel_versions
                      WHERE job_id = $1 ORDER BY number, version DESC) AS latest""",
             job_id,
+            VersionState.STATE_SUCCEEDED,
+            VersionState.STATE_FAILED,
         )
         assert row is not None
         drawn, wanted = int(row["drawn"]), int(row["wanted"])
