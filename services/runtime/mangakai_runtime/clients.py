@@ -7,6 +7,7 @@ behind a headless Service and spread calls with round_robin; plain
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 from opentelemetry import propagate
 
+from mangakai_runtime import identity
 from mangakai_runtime.server import MAX_MESSAGE_BYTES
 
 SESSION_METADATA_KEY = "x-mangakai-session"
@@ -99,9 +101,15 @@ def trace_context_interceptors() -> list[grpc.aio.ClientInterceptor]:
 
 
 def channel(target: str) -> grpc.aio.Channel:
-    """An insecure channel to another service of the mesh."""
-    return grpc.aio.insecure_channel(
-        target,
+    """A channel to another service of the mesh: mutual TLS with this process's identity when it has
+    one (identity.py), plaintext otherwise."""
+    credentials = identity.channel_credentials()
+    opened = (
+        functools.partial(grpc.aio.secure_channel, target, credentials)
+        if credentials is not None
+        else functools.partial(grpc.aio.insecure_channel, target)
+    )
+    return opened(
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),

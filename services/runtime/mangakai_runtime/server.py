@@ -27,8 +27,10 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
+from mangakai_runtime import identity
 from mangakai_runtime.decoding import RequestDecodingInterceptor
 from mangakai_runtime.errors import ErrorInterceptor
+from mangakai_runtime.identity import CallerInterceptor, TlsFiles
 from mangakai_runtime.log import configure_logging
 from mangakai_runtime.settings import ServiceSettings
 from mangakai_runtime.telemetry import (
@@ -83,6 +85,7 @@ async def create_server(
     port: int = 0,
     max_connection_age_seconds: float = 30.0,
     max_connection_age_grace_seconds: float = 600.0,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> Server:
     """Builds and starts a server.
 
@@ -96,6 +99,9 @@ async def create_server(
     holding a `dns:///` channel to a headless Service (or the dev stack's DNS)
     finds replicas added after it connected; without it a long-lived channel
     never sends work to new pods. Calls in flight get the grace to finish.
+
+    With `credentials` (an internal service under mutual TLS) the port takes TLS only and every
+    call's caller identity is checked against `identity.CALLERS`.
     """
     server = grpc.aio.server(
         # RequestDecodingInterceptor inside ErrorInterceptor: undecodable requests become INVALID_ARGUMENT.
@@ -104,6 +110,7 @@ async def create_server(
             MetricsInterceptor(),
             ErrorInterceptor(),
             RequestDecodingInterceptor(),
+            *([CallerInterceptor()] if credentials is not None else []),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -124,7 +131,12 @@ async def create_server(
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
     if bound == 0:
         raise OSError(f"cannot bind gRPC server to {host}:{port}")
     await server.start()
@@ -148,6 +160,9 @@ class ServiceMain:
     def setup(self) -> None:
         configure_logging(self.name, self.settings.log_level, self.settings.log_format)
         configure_tracing(self.name)
+        settings = self.settings
+        if settings.tls_ca_file and settings.tls_cert_file and settings.tls_key_file:
+            identity.configure(TlsFiles(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file))
 
     async def serve(
         self,
@@ -172,6 +187,11 @@ class ServiceMain:
             port=self.settings.grpc_port,
             max_connection_age_seconds=self.settings.grpc_max_connection_age_seconds,
             max_connection_age_grace_seconds=self.settings.grpc_max_connection_age_grace_seconds,
+            credentials=(
+                identity.server_credentials()
+                if identity.is_internal([name for _, _, name in registrations])
+                else None
+            ),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

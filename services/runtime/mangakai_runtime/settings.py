@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,9 +43,21 @@ class ServiceSettings(BaseSettings):
     grpc_max_connection_age_grace_seconds: float = Field(
         600.0, gt=0, description="How long calls on an aged connection may still run"
     )
+    tls_ca_file: Path | None = Field(
+        None, description="CA certificate of the mesh's identities; with the next two, calls use mutual TLS"
+    )
+    tls_cert_file: Path | None = Field(None, description="This service's certificate (its identity)")
+    tls_key_file: Path | None = Field(None, description="The private key of TLS_CERT_FILE")
     ready_file: Path | None = Field(
         None, description="When set, the bound ports are written here as JSON once the service is serving."
     )
+
+    @model_validator(mode="after")
+    def _tls_all_or_nothing(self) -> Self:
+        given = [self.tls_ca_file, self.tls_cert_file, self.tls_key_file]
+        if any(given) and not all(given):
+            raise ValueError("TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE go together: set all three or none")
+        return self
 
     @classmethod
     def from_env(cls) -> Self:

@@ -37,9 +37,12 @@ class ServiceStartError(RuntimeError):
     """A service exited or did not become healthy in time; the message ends with its log tail."""
 
 
-def check_health(address: str, timeout: float = 1.0, service: str = "") -> bool:
-    """Whether `grpc.health.v1.Health/Check` at `address` answers SERVING."""
-    with grpc.insecure_channel(address) as channel:
+def check_health(
+    address: str, timeout: float = 1.0, service: str = "", credentials: grpc.ChannelCredentials | None = None
+) -> bool:
+    """Whether `grpc.health.v1.Health/Check` at `address` answers SERVING (over TLS with `credentials`)."""
+    opened = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with opened as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
@@ -118,7 +121,24 @@ class ServiceProcess:
         return self._proc is not None and self._proc.poll() is None
 
     def is_healthy(self, timeout: float = 1.0) -> bool:
-        return self.is_running() and self._ports is not None and check_health(self.address, timeout)
+        return (
+            self.is_running()
+            and self._ports is not None
+            and check_health(self.address, timeout, credentials=self._tls_credentials())
+        )
+
+    def _tls_credentials(self) -> grpc.ChannelCredentials | None:
+        """The service's own identity, when it has one: an internal service under mutual TLS
+        answers only callers with a certificate of the mesh's CA."""
+        files = [self.env.get(f"TLS_{part}_FILE") for part in ("CA", "KEY", "CERT")]
+        # The gateway's port serves the public API in plaintext (its identity is for its own calls).
+        if not all(files) or self.name == "gateway":
+            return None
+        ca, key, cert = (Path(str(f)).read_bytes() for f in files)
+        credentials: grpc.ChannelCredentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+        return credentials
 
     def start(self, timeout: float = 30.0) -> dict[str, int]:
         """Starts the process and returns its ports once it is healthy.
@@ -201,7 +221,10 @@ class ServiceProcess:
         if "grpc_port" not in ports:
             raise ServiceStartError(f"{self.name}: ready file {self.ready_file} has no grpc_port: {ports}")
         address = f"{self.host}:{ports['grpc_port']}"
-        while not check_health(address, timeout=max(0.1, min(1.0, deadline - time.monotonic()))):
+        credentials = self._tls_credentials()
+        while not check_health(
+            address, timeout=max(0.1, min(1.0, deadline - time.monotonic())), credentials=credentials
+        ):
             self._fail_if_exited(proc)
             self._fail_if_late(deadline, f"answer SERVING on {address}")
             time.sleep(POLL_SECONDS)
