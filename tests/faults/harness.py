@@ -126,9 +126,13 @@ class Followed:
         assert later, f"no event after the fault; last events {self.events[-3:]}"
         return later[0] - moment
 
-    def resumed_after(self, moment: float) -> float:
+    def resumed_after(self, moment: float, *, or_continued: bool = False) -> float:
         """Seconds from `moment` to the job's resumption: the first panel started a second time
-        (a new claim starts every unfinished panel again), not an event left in transit."""
+        (a new claim starts every unfinished panel again), not an event left in transit.
+
+        `or_continued`: a run the fault did not interrupt (a short restart nobody wrote
+        through) counts from the first event after `moment` instead.
+        """
         started: set[int] = set()
         for event, at in zip(self.events, self.times, strict=True):
             if not event.HasField("panel_started"):
@@ -136,6 +140,8 @@ class Followed:
             if event.panel_started.panel in started and at > moment:
                 return at - moment
             started.add(event.panel_started.panel)
+        if or_continued:
+            return self.first_after(moment)
         raise AssertionError(f"the job was never resumed after the fault; events {self.events}")
 
 

@@ -1,4 +1,5 @@
-"""Faults of the infrastructure: a 5 s PostgreSQL outage and a nats-server restart, mid-job.
+"""Faults of the infrastructure: a PostgreSQL restart, a 5 s PostgreSQL outage and a nats-server
+restart, mid-job.
 
 The module's stack owns its PostgreSQL and nats-server (no other test shares
 them), so they can be stopped and started again on the same ports.
@@ -25,7 +26,6 @@ from tests.faults.harness import (
 )
 from tests.integration.mesh_client import Session
 
-OUTAGE_SECONDS = 5.0
 # The bound is 5 s from PostgreSQL's return; generous for a loaded machine.
 RECOVERY_BOUND = 10.0
 
@@ -42,8 +42,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> I
         stack.stop()
 
 
-async def test_a_postgresql_outage_mid_job_costs_no_draw_twice(
-    stack: Stack, session: Session, gemini: CountingGemini
+@pytest.mark.parametrize("outage", [0.0, 5.0], ids=["restart", "outage-5s"])
+async def test_a_postgresql_restart_or_outage_mid_job_costs_no_draw_twice(
+    outage: float, stack: Stack, session: Session, gemini: CountingGemini
 ) -> None:
     since = len(gemini.images())
     job = await session.create_job(panels=PANELS)
@@ -53,15 +54,15 @@ async def test_a_postgresql_outage_mid_job_costs_no_draw_twice(
     postgres = stack.postgres
     port = postgres.port
     await asyncio.to_thread(postgres.stop)
-    await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself: the draws in flight finish meanwhile
+    await asyncio.sleep(outage)  # the outage itself: the draws in flight finish meanwhile
     await asyncio.to_thread(postgres.start, port=port)
     back = time.monotonic()
     followed = await following
 
     assert followed.last.job_state == JobState.STATE_COMPLETED, followed.last
     requests = len(gemini.images(since))
-    recovery = followed.resumed_after(back)
-    record(f"PostgreSQL outage of {OUTAGE_SECONDS:.0f}s mid-job", PANELS + 1, requests, recovery)
+    recovery = followed.resumed_after(back, or_continued=True)
+    record(f"PostgreSQL down {outage:.0f}s (stop, start) mid-job", PANELS + 1, requests, recovery)
     assert requests == PANELS + 1, "a finished draw was thrown away with a failed database write"
     assert recovery < RECOVERY_BOUND
     await assert_images_downloadable(stack, await session.get(job.name))
