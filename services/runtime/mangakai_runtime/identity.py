@@ -34,7 +34,14 @@ CALLERS: Mapping[str, frozenset[str]] = {
     # The operator call: deletes every session's old jobs.
     "mangakai.v1.OrchestratorService/SweepRetention": frozenset({OPERATOR}),
     "mangakai.v1.RendererService": frozenset({"orchestrator"}),
-    "mangakai.v1.StorageService": frozenset({"gateway", "orchestrator", "renderer", OPERATOR}),
+    # Storage, method by method: the gateway only signs URLs, the renderer reads and writes the
+    # images it draws, the orchestrator stores reference images and deletes expired jobs' blobs.
+    "mangakai.v1.StorageService": frozenset({OPERATOR}),
+    "mangakai.v1.StorageService/PutBlob": frozenset({"orchestrator", "renderer", OPERATOR}),
+    "mangakai.v1.StorageService/GetBlob": frozenset({"renderer", OPERATOR}),
+    "mangakai.v1.StorageService/StatBlob": frozenset({"orchestrator", "renderer", OPERATOR}),
+    "mangakai.v1.StorageService/SignUrls": frozenset({"gateway", OPERATOR}),
+    "mangakai.v1.StorageService/DeleteBlobs": frozenset({"orchestrator", OPERATOR}),
 }
 
 

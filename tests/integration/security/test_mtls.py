@@ -146,10 +146,11 @@ async def test_the_renderer_answers_the_orchestrator_only(
     assert await _code(plan("orchestrator")) == grpc.StatusCode.OK
 
 
-async def test_storage_answers_the_mesh_only(
+async def test_storage_answers_each_method_to_its_callers_only(
     tls_stack: Stack, connect: Callable[[str, str | None], grpc.aio.Channel]
 ) -> None:
-    key = f"jobs/{uuid.uuid4()}/references/probe"
+    key = f"jobs/{uuid.uuid4()}/panels/probe"
+    stored = tls_stack.base_dir / "blobs" / "refs" / key
 
     def put(identity: str | None) -> Any:
         stub = storage_pb2_grpc.StorageServiceStub(connect("storage", identity))
@@ -161,7 +162,20 @@ async def test_storage_answers_the_mesh_only(
 
         return stub.PutBlob(parts(), timeout=30)
 
+    def delete(identity: str) -> Any:
+        stub = storage_pb2_grpc.StorageServiceStub(connect("storage", identity))
+        return stub.DeleteBlobs(
+            storage_pb2.DeleteBlobsRequest(prefix=key.rpartition("/")[0] + "/"), timeout=30
+        )
+
+    # Writing another tenant's panel: not without a certificate, not as the gateway.
     assert await _code(put(None)) in REFUSED_WITHOUT_CERTIFICATE
-    refs = tls_stack.base_dir / "blobs" / "refs" / key
-    assert not refs.parent.exists()
+    assert await _code(put("gateway")) == grpc.StatusCode.PERMISSION_DENIED
+    assert not stored.parent.exists()
     assert await _code(put("renderer")) == grpc.StatusCode.OK
+    assert stored.parent.exists()
+    # Deleting by prefix: the orchestrator's retention only.
+    for wrong in ("gateway", "renderer"):
+        assert await _code(delete(wrong)) == grpc.StatusCode.PERMISSION_DENIED, wrong
+    assert stored.parent.exists()
+    assert await _code(delete("orchestrator")) == grpc.StatusCode.OK

@@ -13,7 +13,9 @@ from mangakai_runtime.identity import _allowed, is_internal
         ("/mangakai.v1.OrchestratorService/CreateJob", {"gateway"}),
         ("/mangakai.v1.OrchestratorService/SweepRetention", {"operator"}),
         ("/mangakai.v1.RendererService/RenderPanel", {"orchestrator"}),
-        ("/mangakai.v1.StorageService/DeleteBlobs", {"gateway", "orchestrator", "renderer", "operator"}),
+        ("/mangakai.v1.StorageService/DeleteBlobs", {"orchestrator", "operator"}),
+        ("/mangakai.v1.StorageService/SignUrls", {"gateway", "operator"}),
+        ("/mangakai.v1.StorageService/PutBlob", {"orchestrator", "renderer", "operator"}),
     ],
 )
 def test_internal_methods_name_their_callers(method: str, allowed: set[str]) -> None:
