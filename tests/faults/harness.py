@@ -141,6 +141,10 @@ class Followed:
                 return at - moment
             started.add(event.panel_started.panel)
         if or_continued:
+            if self.events and self.events[-1].terminal and self.times[-1] <= moment:
+                # The job ended before the fault was over (e.g. a slow server stop let the
+                # last writes through): there was nothing left to resume.
+                return 0.0
             return self.first_after(moment)
         raise AssertionError(f"the job was never resumed after the fault; events {self.events}")
 
