@@ -8,7 +8,7 @@ succeeds, and the others change nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,40 @@ from mangakai.v1 import (
     storage_pb2,
     storage_pb2_grpc,
 )
-from mangakai_devstack.certificates import write_certificates
-from mangakai_devstack.stack import Stack, StackFactory
+from mangakai_devstack.certificates import mesh_certificates
+from mangakai_devstack.nats import NatsServer
+from mangakai_devstack.postgres import PostgresServer
+from mangakai_devstack.stack import Stack
 from tests.integration.mesh_client import STORY_EN, new_session
 
 SERVICES = ("gateway", "orchestrator", "renderer", "storage")
 
 
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    return write_certificates(tmp_path_factory.mktemp("tls"), [*SERVICES, "operator"])
+def tls_stack(
+    postgres: PostgresServer, nats: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The dev stack with mutual TLS (`python -m mangakai_devstack up --tls`)."""
+    stack = Stack(
+        tmp_path_factory.mktemp("tls-stack"),
+        durable=False,
+        postgres=postgres,
+        nats=nats,
+        database=f"t_{uuid.uuid4().hex[:16]}",
+        tls=True,
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(scope="module")
-def tls_stack(make_module_stack: StackFactory, certificates: dict[str, dict[str, str]]) -> Stack:
-    return make_module_stack({name: certificates[name] for name in SERVICES})
+def certificates(tls_stack: Stack) -> dict[str, dict[str, str]]:
+    """The stack's certificates, the operator's included (as stack.json names them)."""
+    assert tls_stack.describe()["tls"] is not None
+    return mesh_certificates(tls_stack.base_dir / "tls", [*SERVICES, "operator"])
 
 
 def _credentials(files: dict[str, str] | None, ca: str) -> grpc.ChannelCredentials:

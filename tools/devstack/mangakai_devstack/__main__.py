@@ -35,7 +35,7 @@ from mangakai_devstack.dns import DnsError
 from mangakai_devstack.nats import NatsError
 from mangakai_devstack.postgres import PostgresError, PostgresServer
 from mangakai_devstack.processes import command_line, is_alive, log_tail, stop_pid
-from mangakai_devstack.services import ServiceStartError, check_health
+from mangakai_devstack.services import ServiceStartError, check_health, tls_credentials
 from mangakai_devstack.stack import SERVICE_MODULES, SERVICE_ORDER, Stack
 
 STATE_FILE = "stack.json"
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     directory = Path(args.dir).absolute()
     if args.command in ("up", "run"):
-        shape = StackShape(_modules(args.module), args.replicas, args.nats_cluster)
+        shape = StackShape(_modules(args.module), args.replicas, args.nats_cluster, args.tls)
         return up(directory, shape) if args.command == "up" else run(directory, shape)
     if args.command == "down":
         return down(directory, purge=args.purge)
@@ -60,6 +60,7 @@ class StackShape:
     modules: Mapping[str, str]
     replicas: int = 1
     nats_nodes: int = 1
+    tls: bool = False
 
 
 def up(directory: Path, shape: StackShape) -> int:
@@ -197,7 +198,9 @@ def status(directory: Path) -> int:
             else None
         )
         where = replica["address"] + (f"  http {http}" if http else "")
-        rows.append((name, replica["pid"], _service_alive(replica), where))
+        rows.append(
+            (name, replica["pid"], _service_alive(replica["service"], replica, state.get("tls")), where)
+        )
     for name, pid, alive, where in rows:
         print(f"{name:<13} {'up' if alive else 'DOWN':<5} pid {pid!s:<8} {where}")
     print(f"gateway: {state['gateway_address']}   logs: {Path(state['base_dir']) / 'logs'}")
@@ -217,6 +220,7 @@ def _start(directory: Path, shape: StackShape) -> Stack | None:
         modules=shape.modules,
         replicas=shape.replicas,
         nats_nodes=shape.nats_nodes,
+        tls=shape.tls,
     )
     try:
         stack.start()
@@ -277,10 +281,14 @@ def _nats_alive(state: dict[str, Any]) -> bool:
     return all(_is_alive_nats(node.get("pid")) for node in state["nats"].get("nodes") or [state["nats"]])
 
 
-def _service_alive(service: dict[str, Any]) -> bool:
+def _service_alive(name: str, service: dict[str, Any], tls: dict[str, str] | None) -> bool:
     pid = service["pid"]
+    # Under mutual TLS the internal services answer the operator's certificate; the gateway is plaintext.
+    credentials = tls_credentials(tls) if name != "gateway" else None
     return (
-        isinstance(pid, int) and _is_our_service(pid, service["module"]) and check_health(service["address"])
+        isinstance(pid, int)
+        and _is_our_service(pid, service["module"])
+        and check_health(service["address"], credentials=credentials)
     )
 
 
@@ -291,7 +299,9 @@ def _all_alive(state: dict[str, Any]) -> bool:
             and _nats_alive(state)
             and set(state["services"]) == set(SERVICE_ORDER)
             and all(
-                _service_alive(service) for service in state.get("replicas") or state["services"].values()
+                _service_alive(replica["service"], replica, state.get("tls"))
+                for replica in state.get("replicas")
+                or [{"service": name, **service} for name, service in state["services"].items()]
             )
         )
     except (KeyError, TypeError):
@@ -347,6 +357,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=MODULE",
         help="run service NAME as `python -m MODULE` instead of its own package (for stand-ins)",
+    )
+    starting.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS between the services, a certificate per service from a local CA (in DIR/tls)",
     )
     parser = argparse.ArgumentParser(
         prog="python -m mangakai_devstack", description="Start and stop the local MangakAI stack."

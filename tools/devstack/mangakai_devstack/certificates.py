@@ -24,6 +24,7 @@ from mangakai_devstack.dns import replica_host, service_name
 
 VALIDITY = datetime.timedelta(days=30)
 REPLICA_ADDRESSES = 16
+OPERATOR = "operator"
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
@@ -38,6 +39,24 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _settings(directory: Path, identity: str) -> dict[str, str]:
+    return {
+        "TLS_CA_FILE": str(directory / "ca.pem"),
+        "TLS_CERT_FILE": str(directory / f"{identity}.pem"),
+        "TLS_KEY_FILE": str(directory / f"{identity}.key"),
+    }
+
+
+def mesh_certificates(directory: Path, identities: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The TLS_* settings of each identity: the certificates in `directory` when they are all there
+    (a stack started again keeps the CA its running services trust), new ones otherwise."""
+    wanted = list(identities)
+    existing = {identity: _settings(directory, identity) for identity in wanted}
+    if all(Path(path).is_file() for files in existing.values() for path in files.values()):
+        return existing
+    return write_certificates(directory, wanted)
 
 
 def write_certificates(directory: Path, identities: Iterable[str]) -> dict[str, dict[str, str]]:
@@ -96,9 +115,5 @@ def write_certificates(directory: Path, identities: Iterable[str]) -> dict[str, 
         cert_path, key_path = directory / f"{identity}.pem", directory / f"{identity}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key_path, key)
-        settings[identity] = {
-            "TLS_CA_FILE": str(ca_path),
-            "TLS_CERT_FILE": str(cert_path),
-            "TLS_KEY_FILE": str(key_path),
-        }
+        settings[identity] = _settings(directory, identity)
     return settings

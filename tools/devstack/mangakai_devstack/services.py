@@ -51,6 +51,18 @@ def check_health(
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def tls_credentials(settings: Mapping[str, str | None] | None) -> grpc.ChannelCredentials | None:
+    """Channel credentials from TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE; None without them."""
+    files = [(settings or {}).get(f"TLS_{part}_FILE") for part in ("CA", "KEY", "CERT")]
+    if not all(files):
+        return None
+    ca, key, cert = (Path(str(f)).read_bytes() for f in files)
+    credentials: grpc.ChannelCredentials = grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+    return credentials
+
+
 class ServiceProcess:
     """A service process started from this Python process.
 
@@ -130,15 +142,8 @@ class ServiceProcess:
     def _tls_credentials(self) -> grpc.ChannelCredentials | None:
         """The service's own identity, when it has one: an internal service under mutual TLS
         answers only callers with a certificate of the mesh's CA."""
-        files = [self.env.get(f"TLS_{part}_FILE") for part in ("CA", "KEY", "CERT")]
         # The gateway's port serves the public API in plaintext (its identity is for its own calls).
-        if not all(files) or self.name == "gateway":
-            return None
-        ca, key, cert = (Path(str(f)).read_bytes() for f in files)
-        credentials: grpc.ChannelCredentials = grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=key, certificate_chain=cert
-        )
-        return credentials
+        return None if self.name == "gateway" else tls_credentials(self.env)
 
     def start(self, timeout: float = 30.0) -> dict[str, int]:
         """Starts the process and returns its ports once it is healthy.

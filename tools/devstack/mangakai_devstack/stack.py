@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from mangakai_devstack.certificates import OPERATOR, mesh_certificates
 from mangakai_devstack.containers import ContainerLauncher
 from mangakai_devstack.dns import StackDns, replica_host
 from mangakai_devstack.nats import NatsCluster, NatsServer
@@ -87,6 +88,7 @@ class Stack:
         replicas: int | Mapping[str, int] = 1,
         nats_nodes: int = 1,
         launcher: ContainerLauncher | None = None,
+        tls: bool = False,
     ) -> None:
         counts = {name: replicas for name in SERVICE_ORDER} if isinstance(replicas, int) else replicas
         unknown = set(overrides or {}) | set(modules or {}) | set(counts)
@@ -101,6 +103,9 @@ class Stack:
         self.detach = detach
         self.service_timeout = service_timeout
         self.launcher = launcher
+        # With `tls`: mutual TLS between the services, a certificate per service (and the operator).
+        self.tls = tls
+        self._tls: dict[str, dict[str, str]] = {}
         self._overrides = {name: dict(env) for name, env in (overrides or {}).items()}
         self._modules = {**SERVICE_MODULES, **(modules or {})}
         bad = {name: n for name, n in counts.items() if not 1 <= n <= 200}
@@ -205,6 +210,8 @@ class Stack:
             if self._owns_nats:
                 self._nats.start()
             self._dns.start()
+            if self.tls:
+                self._tls = mesh_certificates(self.base_dir / "tls", [*SERVICE_ORDER, OPERATOR])
             for name in SERVICE_ORDER:
                 self._services[name] = []
                 for _ in range(self.replica_counts[name]):
@@ -322,7 +329,7 @@ class Stack:
                 if key in first.ports:
                     env[port_variable] = str(first.ports[key])
                     env[host_variable] = host
-        return env | self._overrides.get(name, {})
+        return env | self._tls.get(name, {}) | self._overrides.get(name, {})
 
     def describe(self) -> dict[str, Any]:
         """What is running where: the content of stack.json."""
@@ -351,6 +358,8 @@ class Stack:
                 ],
             },
             "dns": {"pid": self._dns.pid, "port": self._dns.port, "zone": str(self._dns.zone_file)},
+            # The operator's TLS_* files (grpcurl -cacert/-cert/-key) when the services use mutual TLS.
+            "tls": self._tls.get(OPERATOR),
             "targets": {name: self.target(name) for name in self._services},
             # The first replica of each service (what single-replica tools read).
             "services": {name: self._describe(replicas[0]) for name, replicas in self._services.items()},
