@@ -85,13 +85,16 @@ async def test_allowance_comes_back_at_the_rate(pools: list[asyncpg.Pool]) -> No
     # Three at once: two pass (which two depends on who gets the row lock first).
     assert (await outcomes([checks], session, "a", 3)).count(None) == 2
     loop = asyncio.get_running_loop()
-    started, passed = loop.time(), 0
-    while loop.time() - started < 1.0:
+    started, passed, polls = loop.time(), 0, 0
+    while loop.time() - started < 1.0 or polls < 10:
+        polls += 1
         passed += (await outcomes([checks], session, "a", 1)).count(None)
         await asyncio.sleep(0.005)
-    # At most one call per 50 ms (+1 for the edges of the window); at least half of them even on
-    # a busy machine.
-    assert 10 <= passed <= 21, passed
+    elapsed = loop.time() - started
+    # At most one call per 50 ms (+1 for the edges of the window), however fast we poll; and the
+    # allowance does come back (a loaded machine polls slowly, so only a few are required).
+    assert passed <= 20 * elapsed + 1, (passed, elapsed)
+    assert passed >= 3, (passed, polls, elapsed)
 
 
 async def test_nothing_is_kept_for_callers_whose_allowance_is_whole(pools: list[asyncpg.Pool]) -> None:
