@@ -71,6 +71,13 @@ def test_each_service_is_a_container_of_its_own_image(image_stack: Stack, images
         assert isinstance(state, dict) and state["Running"], state
 
 
+def test_no_build_setting_reaches_an_image(images: Mapping[str, str]) -> None:
+    # make images hands pip the host's trust store; the image must not point at it.
+    for image in images.values():
+        env = json.loads(podman("image", "inspect", "--format={{json .Config.Env}}", image).stdout)
+        assert [v for v in env if v.startswith("PIP_")] == [], f"{image}: {env}"
+
+
 def test_each_service_runs_as_the_images_non_root_user_on_a_read_only_root(image_stack: Stack) -> None:
     check = (
         "import os\n"
