@@ -94,4 +94,6 @@ done
 for pid in "${pids[@]}"; do
     wait "$pid" || failed=1
 done
+# An image built again leaves the one it replaced untagged: a full copy of its files with vfs.
+"$podman" image prune --force >/dev/null
 exit $failed
