@@ -133,15 +133,17 @@ async def parallel_rendering(factory: StackFactory, latency: float, concurrency:
     stack.stop()
 
 
+# Panels that take no time, so that only the mesh's own work is measured.
+ZERO_LATENCY = {
+    "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "0"},
+    "orchestrator": {"RENDER_CONCURRENCY": "5"},
+    # Hundreds of jobs from one session on one address: no rate limits.
+    "gateway": {"RATE_LIMIT_SESSION_CALLS": "0", "RATE_LIMIT_ADDRESS_CALLS": "0"},
+}
+
+
 async def overhead_and_throughput(factory: StackFactory, jobs: int) -> None:
-    stack = factory(
-        overrides={
-            "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "0"},
-            "orchestrator": {"RENDER_CONCURRENCY": "5"},
-            # Hundreds of jobs from one session on one address: no rate limits.
-            "gateway": {"RATE_LIMIT_SESSION_CALLS": "0", "RATE_LIMIT_ADDRESS_CALLS": "0"},
-        }
-    )
+    stack = factory(overrides=ZERO_LATENCY)
     async with grpc.aio.insecure_channel(stack.gateway_address) as channel:
         client = await Client.open(channel)
         for _ in range(3):
@@ -155,15 +157,7 @@ async def overhead_and_throughput(factory: StackFactory, jobs: int) -> None:
             overhead < 150,
         )
 
-        started = time.perf_counter()
-        results = await asyncio.gather(*(client.run_job(5) for _ in range(jobs)), return_exceptions=True)
-        elapsed = time.perf_counter() - started
-        completed = sum(
-            1
-            for r in results
-            if not isinstance(r, BaseException) and r[1].job_state == common_pb2.Job.State.STATE_COMPLETED
-        )
-        per_minute = completed / elapsed * 60
+        completed, per_minute = await throughput(client, jobs)
         report(
             f"throughput, {jobs} five-panel jobs at once, L=0",
             f"{per_minute:.0f} jobs/min, {completed}/{jobs} done",
@@ -173,18 +167,24 @@ async def overhead_and_throughput(factory: StackFactory, jobs: int) -> None:
     stack.stop()
 
 
+async def throughput(client: Client, jobs: int) -> tuple[int, float]:
+    """Runs `jobs` five-panel jobs at once; returns (how many completed, completed jobs per minute)."""
+    started = time.perf_counter()
+    results = await asyncio.gather(*(client.run_job(5) for _ in range(jobs)), return_exceptions=True)
+    elapsed = time.perf_counter() - started
+    completed = sum(
+        1
+        for r in results
+        if not isinstance(r, BaseException) and r[1].job_state == common_pb2.Job.State.STATE_COMPLETED
+    )
+    return completed, completed / elapsed * 60
+
+
 async def scaling(factory: StackFactory, jobs: int) -> None:
     """Throughput at L = 0 with 1 and with 2 replicas of every service, side by side."""
     rates: dict[int, float] = {}
     for replicas in (1, 2):
-        stack = factory(
-            overrides={
-                "renderer": {"RENDERER_BACKEND": "fixed-latency", "FIXED_LATENCY_MS": "0"},
-                "orchestrator": {"RENDER_CONCURRENCY": "5"},
-                "gateway": {"RATE_LIMIT_SESSION_CALLS": "0", "RATE_LIMIT_ADDRESS_CALLS": "0"},
-            },
-            replicas=replicas,
-        )
+        stack = factory(overrides=ZERO_LATENCY, replicas=replicas)
         round_robin = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
         async with grpc.aio.insecure_channel(
             stack.target("gateway"), options=[("grpc.service_config", round_robin)]
@@ -192,15 +192,7 @@ async def scaling(factory: StackFactory, jobs: int) -> None:
             client = await Client.open(channel)
             for _ in range(3):
                 await client.run_job(5)
-            started = time.perf_counter()
-            results = await asyncio.gather(*(client.run_job(5) for _ in range(jobs)), return_exceptions=True)
-            elapsed = time.perf_counter() - started
-        completed = sum(
-            1
-            for r in results
-            if not isinstance(r, BaseException) and r[1].job_state == common_pb2.Job.State.STATE_COMPLETED
-        )
-        rates[replicas] = completed / elapsed * 60
+            completed, rates[replicas] = await throughput(client, jobs)
         report(
             f"throughput, {replicas} replica(s) of each service, L=0",
             f"{rates[replicas]:.0f} jobs/min, {completed}/{jobs} done",

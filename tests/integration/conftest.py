@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mangakai_devstack.nats import NatsServer
+from mangakai_devstack.nats import NatsCluster, NatsServer
 from mangakai_devstack.postgres import PostgresServer
 from mangakai_devstack.stack import Stack, StackFactory
 from tests.integration.mesh_client import Session, new_session
@@ -66,6 +66,17 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A three-node NATS JetStream cluster for a module (real nats-server processes joined by routes)."""
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"), 3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

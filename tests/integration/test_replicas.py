@@ -40,16 +40,6 @@ _DRAWN = '"panel drawn: '  # the renderer's JSON log line for each panel it drew
 
 
 @pytest.fixture(scope="module")
-def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path_factory.mktemp("nats-cluster"), 3)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(scope="module")
 def replicated(
     postgres: PostgresServer, nats_cluster: NatsCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
