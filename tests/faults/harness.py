@@ -90,7 +90,10 @@ class CountingGemini(FakeGemini):
 def gemini_stack(
     base_dir: Path, gemini: FakeGemini, *, replicas: dict[str, int] | None = None, **overrides: dict[str, str]
 ) -> Stack:
-    """A started stack of its own (PostgreSQL and NATS included) whose renderer draws with `gemini`."""
+    """A stack of its own (PostgreSQL and NATS included) whose renderer draws with `gemini`.
+
+    Use it as a context manager: `with gemini_stack(...) as stack:` starts it and stops it.
+    """
     settings: dict[str, dict[str, str]] = {
         "renderer": {
             "RENDERER_BACKEND": "gemini",
@@ -104,9 +107,7 @@ def gemini_stack(
     }
     for service, env in overrides.items():
         settings.setdefault(service, {}).update(env)
-    stack = Stack(base_dir, durable=False, overrides=settings, replicas=replicas or 1)
-    stack.start()
-    return stack
+    return Stack(base_dir, durable=False, overrides=settings, replicas=replicas or 1)
 
 
 @dataclass

@@ -34,13 +34,10 @@ VersionState = common_pb2.PanelVersion.State
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
     # A hung Gemini call is given up after 5 s (and tried again), not the production 120 s.
-    stack = gemini_stack(
+    with gemini_stack(
         tmp_path_factory.mktemp("faults-gemini"), gemini, renderer={"GEMINI_TIMEOUT_SECONDS": "5"}
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def test_a_gemini_failing_every_call_costs_at_most_gemini_attempts_per_image(

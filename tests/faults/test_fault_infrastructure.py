@@ -33,13 +33,10 @@ RECOVERY_BOUND = 10.0
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
     # JetStream's ack-wait as deployed (30 s): a run whose hand-back failed would wait for it.
-    stack = gemini_stack(
+    with gemini_stack(
         tmp_path_factory.mktemp("faults-infrastructure"), gemini, orchestrator={"ACK_WAIT_SECONDS": "30"}
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.parametrize("outage", [0.0, 5.0], ids=["restart", "outage-5s"])

@@ -35,11 +35,8 @@ TAKEOVER_BOUND = 20.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
-    stack = gemini_stack(tmp_path_factory.mktemp("faults-orchestrator"), gemini)
-    try:
+    with gemini_stack(tmp_path_factory.mktemp("faults-orchestrator"), gemini) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def _drawing(gemini: CountingGemini, since: int, count: int) -> None:

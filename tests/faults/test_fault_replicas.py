@@ -32,13 +32,10 @@ TAKEOVER_BOUND = 20.0  # 8 s lease + 2 s sweep, generous for a loaded machine
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
-    stack = gemini_stack(
+    with gemini_stack(
         tmp_path_factory.mktemp("faults-replicas"), gemini, replicas={"orchestrator": 2, "renderer": 2}
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _holder(stack: Stack, job_id: str) -> int:

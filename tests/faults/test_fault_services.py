@@ -33,11 +33,8 @@ RECOVERY_BOUND = 20.0  # restart included, on a loaded machine
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
-    stack = gemini_stack(tmp_path_factory.mktemp("faults-services"), gemini)
-    try:
+    with gemini_stack(tmp_path_factory.mktemp("faults-services"), gemini) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.parametrize("name", ["renderer", "storage", "gateway"])

@@ -33,15 +33,12 @@ HANDBACK_BOUND = 12.0  # restart included; without the hand-back it is 30 s
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, gemini: CountingGemini) -> Iterator[Stack]:
-    stack = gemini_stack(
+    with gemini_stack(
         tmp_path_factory.mktemp("faults-shutdown"),
         gemini,
         orchestrator={"LEASE_SECONDS": "30", "ACK_WAIT_SECONDS": "30"},
-    )
-    try:
+    ) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 async def test_an_idle_orchestrator_stops_within_two_seconds_of_sigterm(stack: Stack) -> None:
